@@ -51,7 +51,7 @@ def flat(update: dict) -> np.ndarray:
 def run_aligned(J: np.ndarray, **kwargs) -> tuple[np.ndarray, np.ndarray, int]:
     tx = aligned_mtl(J.shape[0], **kwargs)
     update, state = tx.update(as_task_grads(J), tx.init(None))
-    return flat(update), np.asarray(asj.task_weights(state)), int(state.rank)
+    return flat(update), np.asarray(asj.task_weights(state)), int(state.memory)
 
 
 def gram(J: np.ndarray) -> jax.Array:

@@ -88,7 +88,7 @@ def test_rescaling_a_task_loss_leaves_the_update_unchanged():
 
 def test_zero_gradient_and_non_finite_input_are_defined():
     J = np.array([[-4.0, 1.0, 1.0], [0.0, 0.0, 0.0]], np.float32)
-    tx = db_mtl(2, layer_mask=None)
+    tx = db_mtl(2, metric_mask=None)
     params = {"w": jnp.zeros(3)}
     state = tx.init(params)
     out, state = tx.update({"w": J}, state, params, task_losses=jnp.array([2.0, 1.0]))
@@ -108,7 +108,7 @@ def test_train_step_matches_optax_chain():
 
 
 def test_permuting_tasks_permutes_weights():
-    checks.assert_permutation_equivariant(lambda: db_mtl(4, layer_mask=None))
+    checks.assert_permutation_equivariant(lambda: db_mtl(4, metric_mask=None))
 
 
 def test_has_no_fast_path_and_rejects_presummed_and_bad_arguments():

@@ -42,17 +42,17 @@ def test_matches_numpy_reference_on_the_masked_leaf(optimizer, lr, alpha):
     jacobians = [random_jacobian(rng, 3, 8) * 0.3 for _ in range(10)]
     losses = checks.loss_sequence(rng, 3, 10)
     mask = {"a": True, "b": False}  # W = leaf "a", the first half of the columns
-    tx = gradnorm(3, alpha=alpha, learning_rate=lr, optimizer=optimizer, layer_mask=mask)
+    tx = gradnorm(3, alpha=alpha, learning_rate=lr, optimizer=optimizer, metric_mask=mask)
     grads = [as_task_grads(J) for J in jacobians]
     combined, weights, state = checks.run_updates(tx, grads, losses)
     expected, next_weights = reference_gradnorm(
         jacobians, losses, alpha, checks.numpy_optimizer(optimizer, lr), slice(0, 4)
     )
     np.testing.assert_allclose(weights, expected, rtol=1e-4)
-    np.testing.assert_allclose(state.learned_weights, next_weights, rtol=1e-4)
+    np.testing.assert_allclose(state.memory.learned_weights, next_weights, rtol=1e-4)
     np.testing.assert_allclose(weights.sum(axis=1), 3.0, rtol=1e-5)
     np.testing.assert_allclose(
-        state.gradient_norms, np.linalg.norm(jacobians[-1][:, :4], axis=1), rtol=1e-5
+        state.memory.gradient_norms, np.linalg.norm(jacobians[-1][:, :4], axis=1), rtol=1e-5
     )
     assert np.ptp(weights[-1]) > 0.01
     np.testing.assert_allclose(
@@ -64,45 +64,45 @@ def test_equal_training_rates_equalise_the_weighted_gradient_norms():
     # Constant losses: every r_k = 1, so the equilibrium is w_k ||g_k|| equal for all k.
     J = np.diag([4.0, 1.0, 0.25]).astype(np.float32)
     grads = {"w": jnp.asarray(J)}
-    tx = gradnorm(3, alpha=1.5, learning_rate=0.01, layer_mask=None)
+    tx = gradnorm(3, alpha=1.5, learning_rate=0.01, metric_mask=None)
     params = {"w": jnp.zeros(3)}
     update = jax.jit(lambda s: tx.update(grads, s, params, task_losses=jnp.array([1.0, 2.0, 3.0])))
     state = tx.init(params)
     for _ in range(600):
         _, state = update(state)
     expected = 3 * np.array([1 / 4, 1.0, 4.0]) / (1 / 4 + 1 + 4)
-    np.testing.assert_allclose(state.learned_weights, expected, rtol=0.05)
+    np.testing.assert_allclose(state.memory.learned_weights, expected, rtol=0.05)
 
 
 def test_slow_tasks_gain_weight_in_proportion_to_their_rate_power_alpha():
     # Equal gradient norms; task 0's loss stays at L(0) while the others halve:
     # r = (1, 0.5, 0.5) / mean, equilibrium w ∝ r^α.
     grads = {"w": jnp.eye(3)}
-    tx = gradnorm(3, alpha=1.0, learning_rate=0.01, layer_mask=None)
+    tx = gradnorm(3, alpha=1.0, learning_rate=0.01, metric_mask=None)
     params = {"w": jnp.zeros(3)}
     update = jax.jit(lambda g, s, losses: tx.update(g, s, params, task_losses=losses))
     state = tx.init(params)
     _, state = update(grads, state, jnp.array([2.0, 2.0, 2.0]))
     for _ in range(600):
         _, state = update(grads, state, jnp.array([2.0, 1.0, 1.0]))
-    np.testing.assert_allclose(state.learned_weights, [1.5, 0.75, 0.75], rtol=0.05)
-    np.testing.assert_allclose(state.initial_losses, [2.0, 2.0, 2.0])
+    np.testing.assert_allclose(state.memory.learned_weights, [1.5, 0.75, 0.75], rtol=0.05)
+    np.testing.assert_allclose(state.memory.initial_losses, [2.0, 2.0, 2.0])
 
 
 def test_zero_gradient_and_non_finite_input_are_defined():
     J = np.array([[-4.0, 1.0, 1.0], [0.0, 0.0, 0.0]], np.float32)
-    tx = gradnorm(2, learning_rate=0.1, layer_mask=None)
+    tx = gradnorm(2, learning_rate=0.1, metric_mask=None)
     params = {"w": jnp.zeros(3)}
     state = tx.init(params)
     for _ in range(3):
         out, state = tx.update({"w": J}, state, params, task_losses=jnp.array([1.0, 1.0]))
     assert np.all(np.isfinite(out["w"])) and np.all(np.isfinite(asj.task_weights(state)))
-    np.testing.assert_allclose(np.sum(state.learned_weights), 2.0, rtol=1e-6)
+    np.testing.assert_allclose(np.sum(state.memory.learned_weights), 2.0, rtol=1e-6)
     before = state
     nan_grads = {"w": np.where(J == -4.0, np.nan, J)}
     _, state = tx.update(nan_grads, state, params, task_losses=jnp.array([1.0, 1.0]))
-    np.testing.assert_array_equal(state.learned_weights, before.learned_weights)
-    np.testing.assert_array_equal(state.gradient_norms, before.gradient_norms)
+    np.testing.assert_array_equal(state.memory.learned_weights, before.memory.learned_weights)
+    np.testing.assert_array_equal(state.memory.gradient_norms, before.memory.gradient_norms)
 
 
 def test_train_step_matches_optax_chain():
@@ -113,7 +113,7 @@ def test_train_step_matches_optax_chain():
 
 
 def test_permuting_tasks_permutes_weights():
-    checks.assert_permutation_equivariant(lambda: gradnorm(4, learning_rate=0.05, layer_mask=None))
+    checks.assert_permutation_equivariant(lambda: gradnorm(4, learning_rate=0.05, metric_mask=None))
 
 
 def test_has_no_fast_path_and_rejects_presummed_and_bad_arguments():

@@ -8,9 +8,9 @@ from conftest import TORCHJD_JACOBIAN, as_task_grads, random_jacobian
 from method_checks import assert_compiles_once_and_survives_nan
 
 import autoscale_jax as asj
+from autoscale_jax.methods._projections import random_task_orders
 from autoscale_jax.methods.gradvac import gradvac, gradvac_surgery
 from autoscale_jax.methods.pcgrad import pcgrad
-from autoscale_jax.methods.projections import random_task_orders
 
 MAX_ABS_TARGET = 1 - 1e-4  # the documented clip of the target inside the correction
 
@@ -54,7 +54,7 @@ def test_torchjd_jacobian_first_step_is_pcgrad():
     # Targets start at 0, where the vaccine is exactly PCGrad's projection.
     close(flat(update), [0.5847953, 3.8011696, 3.8011696], rtol=1e-5)
     cosine = -22 / np.sqrt(18 * 38)
-    np.testing.assert_allclose(state.targets, 0.01 * cosine * (1 - np.eye(2)), rtol=1e-5)
+    np.testing.assert_allclose(state.memory, 0.01 * cosine * (1 - np.eye(2)), rtol=1e-5)
 
 
 @pytest.mark.parametrize(("num_tasks", "dim"), [(3, 5), (4, 7)])
@@ -87,8 +87,8 @@ def test_steps_match_numpy_reference(rng, num_tasks, dim):
         update, state = update_fn(as_task_grads(J), state, key)
         close(flat(update), expected)
         close(np.asarray(asj.task_weights(state)) @ J, expected)
-        np.testing.assert_allclose(state.targets, targets_next, atol=1e-5)
-        targets = np.asarray(state.targets, np.float64)
+        np.testing.assert_allclose(state.memory, targets_next, atol=1e-5)
+        targets = np.asarray(state.memory, np.float64)
     assert corrections > 0
 
 
@@ -118,23 +118,23 @@ def test_beta_zero_is_pcgrad_at_every_step(rng):
         update_vac, state_vac = vac.update(grads, state_vac, key=key)
         update_pc, state_pc = pc.update(grads, state_pc, key=key)
         close(flat(update_vac), flat(update_pc), rtol=1e-5)
-    np.testing.assert_array_equal(state_vac.targets, 0.0)
+    np.testing.assert_array_equal(state_vac.memory, 0.0)
 
 
 def test_zero_gradient_task_is_finite_and_keeps_its_targets(rng):
     J = random_jacobian(rng, 3, 6)
     J[2] = 0.0
     tx = gradvac(3, beta=0.5)
-    state = tx.init(None)._replace(targets=jnp.full((3, 3), 0.2))
+    state = tx.init(None)._replace(memory=jnp.full((3, 3), 0.2))
     key = jax.random.key(4)
     update, new_state = tx.update(as_task_grads(J), state, key=key)
     assert np.all(np.isfinite(flat(update)))
-    np.testing.assert_allclose(new_state.targets[2], 0.2)
-    np.testing.assert_allclose(new_state.targets[:, 2], 0.2)
+    np.testing.assert_allclose(new_state.memory[2], 0.2)
+    np.testing.assert_allclose(new_state.memory[:, 2], 0.2)
     orders = np.asarray(random_task_orders(key, 3))
     expected, targets, _ = numpy_gradvac(J, np.full((3, 3), 0.2), orders, 0.5)
     close(flat(update), expected)
-    np.testing.assert_allclose(new_state.targets, targets, atol=1e-6)
+    np.testing.assert_allclose(new_state.memory, targets, atol=1e-6)
 
 
 def test_target_near_one_gives_a_finite_correction(rng):
@@ -143,7 +143,7 @@ def test_target_near_one_gives_a_finite_correction(rng):
     _, state = tx.update(
         as_task_grads(np.vstack([same, same])), tx.init(None), key=jax.random.key(0)
     )
-    np.testing.assert_allclose(state.targets[0, 1], 1.0, atol=1e-6)
+    np.testing.assert_allclose(state.memory[0, 1], 1.0, atol=1e-6)
     J = random_jacobian(rng, 2, 5)
     update, state = tx.update(as_task_grads(J), state, key=jax.random.key(1))
     assert np.all(np.isfinite(flat(update))) and np.all(np.isfinite(state.task_weights))

@@ -7,7 +7,7 @@ from conftest import TORCHJD_JACOBIAN, as_task_grads, random_jacobian
 from method_checks import assert_compiles_once_and_survives_nan
 
 import autoscale_jax as asj
-from autoscale_jax.methods.imtl import imtl_g, imtl_g_weights
+from autoscale_jax.methods.imtl_g import imtl_g, imtl_g_weights
 
 
 def numpy_imtl_g(J: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 
 import autoscale_jax as asj
 from autoscale_jax.methods.imtl_l import imtl_l
-from autoscale_jax.methods.uncertainty import uncertainty_weighting
+from autoscale_jax.methods.uncertainty_weighting import uncertainty_weighting
 
 
 @pytest.mark.parametrize(("optimizer", "lr"), [("sgd", 0.1), ("adam", 0.05)])

@@ -9,8 +9,8 @@ from conftest import TORCHJD_JACOBIAN, as_task_grads, random_jacobian
 from method_checks import assert_compiles_once_and_survives_nan, flat
 
 import autoscale_jax as asj
+from autoscale_jax.methods._projections import random_task_orders
 from autoscale_jax.methods.pcgrad import pcgrad, pcgrad_weights
-from autoscale_jax.methods.projections import random_task_orders
 
 
 def numpy_pcgrad(J: np.ndarray, orders: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from conftest import TORCHJD_JACOBIAN, as_task_grads, random_jacobian
 from method_checks import flat
 
 import autoscale_jax as asj
-from autoscale_jax.methods import solvers
+from autoscale_jax.methods import _solvers as solvers
 
 # ---------------------------------------------------------------------------------------------
 # Shared float64 references and checks (imported by the solver-based method test modules).

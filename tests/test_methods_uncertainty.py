@@ -16,7 +16,7 @@ from method_checks import (
 )
 
 import autoscale_jax as asj
-from autoscale_jax.methods.uncertainty import uncertainty_weighting
+from autoscale_jax.methods.uncertainty_weighting import uncertainty_weighting
 
 # ---------------------------------------------------------------------------------------------
 # Uncertainty weighting.

@@ -4,18 +4,22 @@ Each method is a factory ``name(num_tasks, **hyper_parameters)`` returning a
 :class:`~autoscale_jax.base.MultiTaskTransformation`: stacked task gradients in (leading task
 axis K), ``task_losses=`` (and ``key=`` for random methods) as extra arguments, one combined
 update out, a NamedTuple state whose ``task_weights`` field :func:`autoscale_jax.task_weights`
-reads. :func:`get` builds one from its string name, for configs and the benchmark CLI.
+reads. :func:`get` builds one from its registry name and :func:`info` says what it needs
+(family, per-task gradients, key, losses, weight convention, reference).
 
 Example:
   >>> tx = optax.chain(asj.methods.get("pcgrad", num_tasks=3), optax.adam(1e-3))
+  >>> asj.methods.info("pcgrad").needs_key
+  True
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from autoscale_jax.base import MultiTaskTransformation
+from autoscale_jax.methods._bases import GramianMethodState, Proposal
+from autoscale_jax.methods._registry import MethodInfo, build, check_info
 from autoscale_jax.methods.aligned_mtl import aligned_mtl
 from autoscale_jax.methods.cagrad import cagrad
 from autoscale_jax.methods.db_mtl import db_mtl
@@ -28,46 +32,90 @@ from autoscale_jax.methods.graddrop import graddrop
 from autoscale_jax.methods.gradient_norm_scaling import gradient_norm_scaling
 from autoscale_jax.methods.gradnorm import gradnorm
 from autoscale_jax.methods.gradvac import gradvac
-from autoscale_jax.methods.imtl import imtl_g
+from autoscale_jax.methods.imtl_g import imtl_g
 from autoscale_jax.methods.imtl_l import imtl_l
 from autoscale_jax.methods.mgda import mgda
 from autoscale_jax.methods.nash_mtl import nash_mtl
 from autoscale_jax.methods.pcgrad import pcgrad
 from autoscale_jax.methods.rlw import random_loss_weighting
 from autoscale_jax.methods.scale_invariant import scale_invariant
-from autoscale_jax.methods.uncertainty import uncertainty_weighting
+from autoscale_jax.methods.uncertainty_weighting import uncertainty_weighting
 from autoscale_jax.methods.upgrad import upgrad
 from autoscale_jax.transform import autoscale, equal_weights, fixed_weights
 
-_REGISTRY: dict[str, Callable[..., MultiTaskTransformation]] = {
-    # linear scalarization and metric-guided weights
-    "autoscale": autoscale,
-    "equal_weights": equal_weights,
-    "fixed_weights": fixed_weights,
-    "freeze": freeze,
-    # loss-space methods (weights from losses; one backward pass per step)
-    "dwa": dynamic_weight_average,
-    "famo": famo,
-    "imtl_l": imtl_l,
-    "rlw": random_loss_weighting,
-    "scale_invariant": scale_invariant,
-    "uncertainty_weighting": uncertainty_weighting,
-    # methods that need (some) per-task gradients
-    "aligned_mtl": aligned_mtl,
-    "cagrad": cagrad,
-    "db_mtl": db_mtl,
-    "edm": edm,
-    "fairgrad": fairgrad,
-    "graddrop": graddrop,
-    "gradient_norm_scaling": gradient_norm_scaling,
-    "gradnorm": gradnorm,
-    "gradvac": gradvac,
-    "imtl_g": imtl_g,
-    "mgda": mgda,
-    "nash_mtl": nash_mtl,
-    "pcgrad": pcgrad,
-    "upgrad": upgrad,
-}
+_M = MethodInfo
+# name, factory, family, task gradients, key, losses, weight convention, constructor, reference
+_TABLE = (
+    # linear scalarization, fixed or metric-chosen
+    _M("autoscale", autoscale, "scalarization", True, False, True, "sum_to_k", "num_tasks",
+       "Yang, Ikemura et al, AutoScale: Linear Scalarization Guided by Multi-Task Optimization "
+       "Metrics, 2025 (arXiv 2508.13979)"),
+    _M("equal_weights", equal_weights, "scalarization", False, False, False, "sum_to_k",
+       "num_tasks", "uniform linear scalarization (the unitary baseline)"),
+    _M("fixed_weights", fixed_weights, "scalarization", False, False, False, "as_given",
+       "weights", "linear scalarization with given weights"),
+    _M("freeze", freeze, "wrapper", True, False, True, "inherited", "method",
+       "Gama & Grassi, Uniform loss vs. specialized optimization: a comparative analysis in "
+       "multi-task learning, 2025 (arXiv 2505.10347)"),
+    # loss-space: weights from losses only, one backward pass per step
+    _M("dwa", dynamic_weight_average, "loss", False, False, True, "sum_to_k", "num_tasks",
+       "Liu et al, End-to-End Multi-Task Learning with Attention, 2019 (arXiv 1803.10704)"),
+    _M("famo", famo, "loss", False, False, True, "sum_to_1", "num_tasks",
+       "Liu et al, FAMO: Fast Adaptive Multitask Optimization, 2023 (arXiv 2306.03792)"),
+    _M("imtl_l", imtl_l, "loss", False, False, True, "unnormalised", "num_tasks",
+       "Liu et al, Towards Impartial Multi-task Learning, ICLR 2021"),
+    _M("rlw", random_loss_weighting, "loss", False, True, False, "sum_to_k", "num_tasks",
+       "Lin et al, Reasonable Effectiveness of Random Weighting: A Litmus Test for Multi-Task "
+       "Learning, 2022 (arXiv 2111.10603)"),
+    _M("scale_invariant", scale_invariant, "loss", False, False, True, "unnormalised",
+       "num_tasks", "Navon et al, Multi-Task Learning as a Bargaining Game, 2022 "
+       "(arXiv 2202.01017), its SI baseline"),
+    _M("uncertainty_weighting", uncertainty_weighting, "loss", False, False, True,
+       "unnormalised", "num_tasks",
+       "Kendall et al, Multi-Task Learning Using Uncertainty to Weigh Losses for Scene Geometry "
+       "and Semantics, 2018 (arXiv 1705.07115)"),
+    # weights from the task Gramian each step
+    _M("aligned_mtl", aligned_mtl, "gramian", True, False, False, "unnormalised", "num_tasks",
+       "Senushkin et al, Independent Component Alignment for Multi-Task Learning, 2023 "
+       "(arXiv 2305.19000)"),
+    _M("cagrad", cagrad, "gramian", True, False, False, "unnormalised", "num_tasks",
+       "Liu et al, Conflict-Averse Gradient Descent for Multi-task Learning, 2021 "
+       "(arXiv 2110.14048)"),
+    _M("edm", edm, "gramian", True, False, False, "sum_to_1", "num_tasks",
+       "Katrutsa et al, Follow the bisector: a simple method for multi-objective optimization, "
+       "2020 (arXiv 2007.06937)"),
+    _M("fairgrad", fairgrad, "gramian", True, False, False, "unnormalised", "num_tasks",
+       "Ban & Ji, Fair Resource Allocation in Multi-Task Learning, 2024 (arXiv 2402.15638)"),
+    _M("gradient_norm_scaling", gradient_norm_scaling, "gramian", True, False, False,
+       "unnormalised", "num_tasks",
+       "Gradient-norm loss scaling for multi-task learning, 2025 (arXiv 2509.23915)"),
+    _M("gradnorm", gradnorm, "gramian", True, False, True, "sum_to_k", "num_tasks",
+       "Chen et al, GradNorm: Gradient Normalization for Adaptive Loss Balancing in Deep "
+       "Multitask Networks, 2018 (arXiv 1711.02257)"),
+    _M("imtl_g", imtl_g, "gramian", True, False, False, "sum_to_1", "num_tasks",
+       "Liu et al, Towards Impartial Multi-task Learning, ICLR 2021"),
+    _M("mgda", mgda, "gramian", True, False, False, "sum_to_1", "num_tasks",
+       "Sener & Koltun, Multi-Task Learning as Multi-Objective Optimization, 2018 "
+       "(arXiv 1810.04650)", ("representation_task_grads",)),
+    _M("nash_mtl", nash_mtl, "gramian", True, False, False, "unnormalised", "num_tasks",
+       "Navon et al, Multi-Task Learning as a Bargaining Game, 2022 (arXiv 2202.01017)"),
+    _M("upgrad", upgrad, "gramian", True, False, False, "unnormalised", "num_tasks",
+       "Quinton & Rey, Jacobian Descent for Multi-Objective Optimization, 2024 "
+       "(arXiv 2406.16232)"),
+    # gradient surgery in Gramian space with a random visiting order
+    _M("gradvac", gradvac, "surgery", True, True, False, "unnormalised", "num_tasks",
+       "Wang et al, Gradient Vaccine: Investigating and Improving Multi-task Optimization in "
+       "Massively Multilingual Models, 2021 (arXiv 2010.05874)"),
+    _M("pcgrad", pcgrad, "surgery", True, True, False, "unnormalised", "num_tasks",
+       "Yu et al, Gradient Surgery for Multi-Task Learning, 2020 (arXiv 2001.06782)"),
+    # element-wise on the stacked gradients
+    _M("db_mtl", db_mtl, "elementwise", True, False, True, "unnormalised", "num_tasks",
+       "Lin et al, Dual-Balancing for Multi-Task Learning, 2023 (arXiv 2308.12029)"),
+    _M("graddrop", graddrop, "elementwise", True, True, False, "none", "num_tasks",
+       "Chen et al, Just Pick a Sign: Optimizing Deep Multitask Models with Gradient Sign "
+       "Dropout, 2020 (arXiv 2010.06808)"),
+)  # fmt: skip
+_REGISTRY: dict[str, MethodInfo] = {info.name: check_info(info) for info in _TABLE}
 
 
 def available() -> tuple[str, ...]:
@@ -75,24 +123,44 @@ def available() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
 
 
-def get(name: str, **kwargs: Any) -> MultiTaskTransformation:
-    """Builds the method ``name`` with keyword hyper-parameters.
-
-    ``fixed_weights`` takes ``weights=`` and ``freeze`` takes ``method=`` (another
-    transformation) and ``estimation_steps=``; every other method takes ``num_tasks=``.
+def info(name: str) -> MethodInfo:
+    """The registry entry of ``name`` (family, needs, weight convention, reference).
 
     Raises:
       ValueError: for an unknown name (the message lists the available ones).
     """
     if name not in _REGISTRY:
         raise ValueError(f"Unknown method {name!r}; available: {', '.join(available())}.")
-    return _REGISTRY[name](**kwargs)
+    return _REGISTRY[name]
+
+
+def get(name: str, **kwargs: Any) -> MultiTaskTransformation:
+    """Builds the method ``name`` with keyword hyper-parameters.
+
+    ``fixed_weights`` takes ``weights=`` and ``freeze`` takes ``method=`` (another
+    transformation) and ``estimation_steps=``; every other method takes ``num_tasks=``
+    (see ``info(name).constructor``).
+
+    Raises:
+      ValueError: for an unknown name (the message lists the available ones).
+    """
+    return info(name).factory(**kwargs)
+
+
+def build_for(name: str, num_tasks: int, **kwargs: Any) -> MultiTaskTransformation:
+    """Builds ``name`` for ``num_tasks`` tasks whatever its constructor (see
+    :func:`~autoscale_jax.methods._registry.build`): the form benchmarks use."""
+    return build(info(name), num_tasks, **kwargs)
 
 
 __all__ = [
+    "GramianMethodState",
+    "MethodInfo",
+    "Proposal",
     "aligned_mtl",
     "autoscale",
     "available",
+    "build_for",
     "cagrad",
     "db_mtl",
     "dynamic_weight_average",
@@ -109,6 +177,7 @@ __all__ = [
     "gradvac",
     "imtl_g",
     "imtl_l",
+    "info",
     "mgda",
     "nash_mtl",
     "pcgrad",

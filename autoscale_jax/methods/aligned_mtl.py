@@ -13,21 +13,10 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, metrics
-from autoscale_jax.methods import projections
+from autoscale_jax.methods import _bases
+from autoscale_jax.methods import _projections as projections
 
 SCALES = ("min", "median", "rmse")
-
-
-class AlignedMtlState(NamedTuple):
-    """State of :func:`aligned_mtl`.
-
-    Attributes:
-      task_weights: [K] weights ``α = B w`` of the latest step.
-      rank: int32 number of Gramian eigenvalues kept (the dimension of the aligned subspace).
-    """
-
-    task_weights: jax.Array
-    rank: jax.Array
 
 
 class Alignment(NamedTuple):
@@ -106,6 +95,8 @@ def aligned_mtl(
     scale: str = "min",
     preferences: Sequence[float] | jax.Array | None = None,
     rtol: float | None = None,
+    metric_mask: metrics.MetricMask = None,
+    heads: str = "weighted",
 ) -> base.MultiTaskTransformation:
     """Aligned-MTL: combine the aligned task gradients with the task preferences.
 
@@ -131,11 +122,15 @@ def aligned_mtl(
       preferences: [K] task preferences ``w`` (default ones).
       rtol: relative eigenvalue cut-off (``None``: ``K · eps`` of the Gramian's dtype, 3.6e-7
         for K = 3 in float32).
+      metric_mask: leaves the Gramian sees (default all; the paper uses the shared parameters:
+        pass ``"shared"``).
+      heads: ``"weighted"`` (every leaf gets the weighted sum) or ``"plain"`` (only the shared
+        leaves are measured and weighted; each task head gets its own gradient).
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation`; ``update(task_grads, state,
       params=None)`` ignores ``task_losses`` and ``key``. It always needs the per-task
-      gradients. The state also holds the number of eigenvalues kept (``rank``).
+      gradients. The state's ``memory`` holds the number of eigenvalues kept (the rank).
 
     Example:
       >>> tx = optax.chain(asj.methods.aligned_mtl(num_tasks=2), optax.adam(1e-3))
@@ -155,32 +150,17 @@ def aligned_mtl(
     if preferences.shape != (num_tasks,):
         raise ValueError(f"preferences must have shape ({num_tasks},), got {preferences.shape}.")
 
-    def init_fn(params: Any) -> AlignedMtlState:
-        del params
-        return AlignedMtlState(
-            task_weights=jnp.ones((num_tasks,), jnp.float32),
-            rank=jnp.zeros((), jnp.int32),
-        )
-
-    def update_fn(
-        task_grads: Any,
-        state: AlignedMtlState,
-        params: Any = None,
-        *,
-        task_losses: jax.Array | None = None,
-        presummed: bool = False,
-        **extra_args: Any,
-    ) -> tuple[Any, AlignedMtlState]:
-        del params, extra_args
-        G = projections.checked_gramian(
-            task_grads, task_losses, num_tasks, presummed, "aligned_mtl"
-        )
+    def rule(G: jax.Array, losses: Any, key: Any, rank: jax.Array) -> _bases.Proposal:
+        del losses, key, rank
         aligned = alignment(G, scale, rtol)
         weights = aligned.matrix @ preferences.astype(aligned.matrix.dtype)
-        new_state = AlignedMtlState(
-            task_weights=projections.keep_finite(weights, state.task_weights, G),
-            rank=projections.keep_finite(aligned.rank, state.rank, G),
-        )
-        return base.weighted_sum(task_grads, weights), new_state
+        return _bases.Proposal(weights, aligned.rank.astype(jnp.int32))
 
-    return base.multitask_transformation(init_fn, update_fn)
+    return _bases.gramian_method(
+        num_tasks,
+        "aligned_mtl",
+        rule,
+        metric_mask=metric_mask,
+        heads=heads,
+        init_memory=jnp.zeros((), jnp.int32),
+    )

@@ -12,11 +12,10 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, metrics
-from autoscale_jax.methods import solvers
+from autoscale_jax.methods import _bases
+from autoscale_jax.methods import _solvers as solvers
 
 RESCALINGS = (None, "1+c^2", "1+c")
-
-CAGradState = solvers.SolverWeightsState
 
 
 def _rescale_divisor(c: float, rescale: str | None) -> float:
@@ -60,7 +59,7 @@ def cagrad_weights(
 
     .. math:: w(μ) = \\arg\\min_{w ∈ Δ} \\; wᵀGb + \\tfrac{μ}{2} wᵀGw
 
-    (a simplex QP solved exactly by :func:`~autoscale_jax.methods.solvers.active_set_qp`), and
+    (a simplex QP solved exactly by :func:`~autoscale_jax.methods._solvers.active_set_qp`), and
     ``||e(μ)||`` is non-decreasing in ``μ``; the CAGrad step is ``e(μ*)`` with
     ``||e(μ*)|| = r``, where ``μ* = r / ||g_w||`` recovers the paper's
     ``d = g_0 + (c ||g_0|| / ||g_w||) g_w``. On a fixed support ``w(μ) = a + c'/μ`` is affine
@@ -80,7 +79,7 @@ def cagrad_weights(
       qp_tolerance: relative KKT tolerance of each simplex QP.
 
     Returns:
-      A :class:`~autoscale_jax.methods.solvers.SolverResult` with the [K] weights as solution,
+      A :class:`~autoscale_jax.methods._solvers.SolverResult` with the [K] weights as solution,
       the total active-set iterations, and whether the search and every QP converged.
     """
     divisor = _rescale_divisor(c, rescale)
@@ -159,6 +158,7 @@ def cagrad(
     c: float = 0.5,
     rescale: str | None = "1+c^2",
     metric_mask: metrics.MetricMask = None,
+    heads: str = "weighted",
     max_iterations: int = 30,
     tolerance: float = 1e-5,
 ) -> base.MultiTaskTransformation:
@@ -199,12 +199,14 @@ def cagrad(
       rescale: ``"1+c^2"`` (default), ``"1+c"`` or ``None`` (see above).
       metric_mask: leaves the Gramian sees (default all; the paper uses the shared
         parameters: pass ``"shared"``).
+      heads: ``"weighted"`` (every leaf gets the weighted sum) or ``"plain"`` (only the shared
+        leaves are measured and weighted; each task head gets its own gradient).
       max_iterations: budget of the penalty search (simplex QPs).
       tolerance: relative tolerance on the step length ``||d - g_0|| = c ||g_0||``.
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation` whose state
-      (:class:`~autoscale_jax.methods.solvers.SolverWeightsState`) holds ``task_weights``,
+      (:class:`~autoscale_jax.methods.GramianMethodState`) holds ``task_weights``,
       ``solver_iterations`` and ``solver_converged``.
 
     Example:
@@ -224,4 +226,6 @@ def cagrad(
             G, c=c, rescale=rescale, max_iterations=max_iterations, tolerance=tolerance
         )
 
-    return solvers.gramian_weighting(num_tasks, solve, "cagrad", metric_mask=metric_mask)
+    return _bases.gramian_method(
+        num_tasks, "cagrad", solvers.as_rule(solve), metric_mask=metric_mask, heads=heads
+    )

@@ -12,8 +12,9 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, metrics
+from autoscale_jax.methods import _bases
+from autoscale_jax.methods._scale_parameters import check_positive
 from autoscale_jax.methods.scale_invariant import LOG_LOSS_EPS, log_loss_weights
-from autoscale_jax.methods.scale_parameters import check_positive
 
 
 class DBMTLState(NamedTuple):
@@ -46,7 +47,7 @@ def db_mtl(
     *,
     beta: float = 0.9,
     beta_sigma: float = 0.0,
-    layer_mask: metrics.MetricMask = "shared",
+    metric_mask: metrics.MetricMask = "shared",
     eps: float = LOG_LOSS_EPS,
 ) -> base.MultiTaskTransformation:
     """DB-MTL: log-loss gradients, averaged over steps and rescaled to the largest norm.
@@ -60,7 +61,7 @@ def db_mtl(
 
     and updates the balanced parameters along ``Σ_k α_k ĝ_k(t)`` with
     ``α_k = max_j ||ĝ_j|| / ||ĝ_k||``: every task's averaged gradient is rescaled to the
-    largest norm. Leaves outside ``layer_mask`` (task heads) get the plain
+    largest norm. Leaves outside ``metric_mask`` (task heads) get the plain
     ``Σ_k ∇ log(L_k + ε)``, as in the paper's task-specific update.
 
     Because the balanced update uses the averaged gradients ``ĝ`` (a momentum over steps), it
@@ -77,7 +78,7 @@ def db_mtl(
       num_tasks: K >= 2, static.
       beta: the moving-average factor ``β`` in [0, 1) (0: no averaging).
       beta_sigma: decay ``σ >= 0`` of ``β_t = β / t^σ`` (0: constant ``β``).
-      layer_mask: the leaves balanced with ``α`` and averaged: ``"shared"`` (default; leaves
+      metric_mask: the leaves balanced with ``α`` and averaged: ``"shared"`` (default; leaves
         where two or more tasks have a nonzero gradient), ``None`` (all), a pytree of bools or
         a predicate (see :func:`metrics.resolve_mask`).
       eps: the ``ε`` of ``log(L + ε)``.
@@ -101,7 +102,7 @@ def db_mtl(
         raise ValueError(f"beta_sigma must be non-negative, got {beta_sigma!r}.")
     check_positive("eps", eps)
 
-    def init_fn(params: Any) -> DBMTLState:
+    def init_state(params: Any) -> DBMTLState:
         def zeros(leaf: Any) -> jax.Array:
             leaf = jnp.asarray(leaf)
             return jnp.zeros((num_tasks, *leaf.shape), jnp.promote_types(leaf.dtype, jnp.float32))
@@ -114,23 +115,10 @@ def db_mtl(
             step=jnp.zeros((), jnp.int32),
         )
 
-    def update_fn(
-        task_grads: Any,
-        state: DBMTLState,
-        params: Any = None,
-        *,
-        task_losses: jax.Array | None = None,
-        presummed: bool = False,
-        **extra_args: Any,
+    def aggregate(
+        task_grads: Any, state: DBMTLState, losses: jax.Array, key: Any, extra: dict
     ) -> tuple[Any, DBMTLState]:
-        del params, extra_args
-        if presummed:
-            raise ValueError(
-                "db_mtl needs the task gradients every step and cannot take a presummed "
-                "gradient; pass the stacked task gradients."
-            )
-        base.check_task_gradients(task_grads, num_tasks)
-        losses = base.check_task_losses(task_losses, num_tasks)
+        del key, extra
         log_weights = log_loss_weights(losses, eps)
         step = state.step + 1
         decay = beta / step.astype(jnp.float32) ** beta_sigma
@@ -142,11 +130,9 @@ def db_mtl(
 
         averages = jax.tree.map(average, state.gradient_averages, task_grads)
         # One mask for the norms and the combination, judged on this step's gradients.
-        balanced_leaves = metrics.resolve_mask(task_grads, layer_mask)
+        balanced_leaves = metrics.resolve_mask(task_grads, metric_mask)
         norms = metrics.task_gradient_norms(metrics.gramian(averages, balanced_leaves))
-        finite = jnp.all(jnp.isfinite(log_weights)) & jnp.all(
-            jnp.stack([jnp.all(jnp.isfinite(avg)) for avg in jax.tree.leaves(averages)])
-        )
+        finite = _bases.all_finite(log_weights, averages)
         scales = max_norm_scales(norms)
         combined = jax.tree.map(
             lambda keep, balanced, plain: jnp.where(keep, balanced, plain).astype(plain.dtype),
@@ -154,16 +140,9 @@ def db_mtl(
             base.weighted_sum(averages, scales),
             base.weighted_sum(task_grads, log_weights),
         )
-        new_state = DBMTLState(
-            task_weights=jnp.where(finite, scales * log_weights, state.task_weights).astype(
-                jnp.float32
-            ),
-            gradient_scales=jnp.where(finite, scales, state.gradient_scales).astype(jnp.float32),
-            gradient_averages=jax.tree.map(
-                lambda new, old: jnp.where(finite, new, old), averages, state.gradient_averages
-            ),
-            step=step,
-        )
-        return combined, new_state
+        proposed = DBMTLState(scales * log_weights, scales, averages, step)
+        return combined, _bases.keep_if_finite(proposed, state, finite)._replace(step=step)
 
-    return base.multitask_transformation(init_fn, update_fn)
+    return _bases.stacked_gradient_method(
+        num_tasks, "db_mtl", init_state, aggregate, losses_required=True
+    )

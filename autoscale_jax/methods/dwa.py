@@ -11,10 +11,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
-from autoscale_jax.base import combine, loss_space_fast_path
-from autoscale_jax.methods.scale_invariant import keep_if_finite
-from autoscale_jax.methods.scale_parameters import check_positive
+from autoscale_jax import base
+from autoscale_jax.methods import _bases
+from autoscale_jax.methods._scale_parameters import check_positive
 
 # Floor of the older loss in the ratio L(t-1) / L(t-2), so a zero loss gives a finite ratio.
 _RATIO_EPS = 1e-12
@@ -94,13 +93,7 @@ def dynamic_weight_average(
     if not isinstance(epoch_length, int) or epoch_length < 1:
         raise ValueError(f"epoch_length must be a positive int, got {epoch_length!r}.")
 
-    def weights_of(state: DynamicWeightAverageState) -> jax.Array:
-        ratio_weights = dwa_weights(state.previous_losses, state.older_losses, temperature)
-        weights = jnp.where(state.epochs_completed >= 2, ratio_weights, 1.0)
-        return keep_if_finite(weights, state.task_weights)
-
-    def init_fn(params: Any) -> DynamicWeightAverageState:
-        del params
+    def init_state() -> DynamicWeightAverageState:
         ones = jnp.ones((num_tasks,), jnp.float32)
         zero = jnp.zeros((), jnp.int32)
         return DynamicWeightAverageState(
@@ -130,20 +123,10 @@ def dynamic_weight_average(
             older_losses=jnp.where(shift, state.previous_losses, state.older_losses),
         )
 
-    def update_fn(
-        task_grads: Any,
-        state: DynamicWeightAverageState,
-        params: Any = None,
-        *,
-        task_losses: jax.Array | None = None,
-        presummed: bool = False,
-        **extra_args: Any,
-    ) -> tuple[Any, DynamicWeightAverageState]:
-        del params, extra_args
-        losses = metrics.at_least_float32(base.check_task_losses(task_losses, num_tasks))
-        weights = weights_of(state)
-        state = record(state, losses)._replace(task_weights=weights)
-        return combine(task_grads, weights, num_tasks, presummed), state
+    def step(state: DynamicWeightAverageState, losses: jax.Array, key: Any) -> tuple:
+        del key
+        ratio_weights = dwa_weights(state.previous_losses, state.older_losses, temperature)
+        weights = jnp.where(state.epochs_completed >= 2, ratio_weights, 1.0)
+        return weights, record(state, losses)
 
-    fast_path = loss_space_fast_path(lambda state, task_losses, key: weights_of(state))
-    return base.multitask_transformation(init_fn, update_fn, fast_path)
+    return _bases.loss_weighting(num_tasks, "dwa", init_state, step)

@@ -10,9 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, metrics
-from autoscale_jax.methods import solvers
-
-EDMState = solvers.SolverWeightsState
+from autoscale_jax.methods import _bases
+from autoscale_jax.methods import _solvers as solvers
 
 
 def edm_weights(
@@ -22,7 +21,7 @@ def edm_weights(
 
     ``α`` is the min-norm point of the convex hull of the unit vectors ``g_k / ||g_k||``,
     found on their Gramian (the cosine matrix). Zero gradients are set apart (see
-    :func:`~autoscale_jax.methods.solvers.unit_cosine_matrix`) and get weight 0; if every
+    :func:`~autoscale_jax.methods._solvers.unit_cosine_matrix`) and get weight 0; if every
     gradient is zero all weights are 0.
 
     Args:
@@ -31,7 +30,7 @@ def edm_weights(
       tolerance: its relative KKT tolerance.
 
     Returns:
-      A :class:`~autoscale_jax.methods.solvers.SolverResult` whose solution is the [K] weights.
+      A :class:`~autoscale_jax.methods._solvers.SolverResult` whose solution is the [K] weights.
     """
     cosines, norms, nonzero = solvers.unit_cosine_matrix(G)
     result = solvers.min_norm_simplex(cosines, max_iterations=max_iterations, tolerance=tolerance)
@@ -45,6 +44,7 @@ def edm(
     num_tasks: int,
     *,
     metric_mask: metrics.MetricMask = None,
+    heads: str = "weighted",
     max_iterations: int = 100,
     tolerance: float = 1e-6,
 ) -> base.MultiTaskTransformation:
@@ -76,12 +76,14 @@ def edm(
       num_tasks: K >= 2.
       metric_mask: leaves the Gramian sees (default all; pass ``"shared"`` to measure angles on
         the shared parameters only).
+      heads: ``"weighted"`` (every leaf gets the weighted sum) or ``"plain"`` (only the shared
+        leaves are measured and weighted; each task head gets its own gradient).
       max_iterations: budget of the active-set solver.
       tolerance: its relative KKT tolerance.
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation` whose state
-      (:class:`~autoscale_jax.methods.solvers.SolverWeightsState`) holds ``task_weights``,
+      (:class:`~autoscale_jax.methods.GramianMethodState`) holds ``task_weights``,
       ``solver_iterations`` and ``solver_converged``.
 
     Example:
@@ -97,4 +99,6 @@ def edm(
         del losses
         return edm_weights(G, max_iterations=max_iterations, tolerance=tolerance)
 
-    return solvers.gramian_weighting(num_tasks, solve, "edm", metric_mask=metric_mask)
+    return _bases.gramian_method(
+        num_tasks, "edm", solvers.as_rule(solve), metric_mask=metric_mask, heads=heads
+    )

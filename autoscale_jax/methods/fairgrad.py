@@ -9,9 +9,8 @@ from __future__ import annotations
 import jax
 
 from autoscale_jax import base, metrics
-from autoscale_jax.methods import solvers
-
-FairGradState = solvers.SolverWeightsState
+from autoscale_jax.methods import _bases
+from autoscale_jax.methods import _solvers as solvers
 
 
 def fairgrad(
@@ -22,6 +21,7 @@ def fairgrad(
     max_iterations: int = 100,
     tolerance: float = 1e-5,
     metric_mask: metrics.MetricMask = None,
+    heads: str = "weighted",
 ) -> base.MultiTaskTransformation:
     """FairGrad: weights ``w > 0`` with ``G w = w^{-1/α}`` (elementwise); update ``Σ_k w_k g_k``.
 
@@ -33,7 +33,7 @@ def fairgrad(
     ``(Gw)_k = w_k^{-1/α}``. ``α = 0`` would be linear scalarization (excluded: the condition
     degenerates), ``α = 1`` proportional fairness (identical to Nash-MTL), ``α → ∞`` max-min
     fairness. The system is solved in pure JAX by damped Newton on an equivalent strictly
-    convex problem (:func:`~autoscale_jax.methods.solvers.power_balance` with ``p = 1/α``),
+    convex problem (:func:`~autoscale_jax.methods._solvers.power_balance` with ``p = 1/α``),
     instead of the official code's ``scipy.optimize.least_squares``.
 
     Only ``α = 1`` is invariant to rescaling a task's gradient; otherwise the balance depends on
@@ -52,10 +52,12 @@ def fairgrad(
       tolerance: relative residual tolerance of ``(Gw)_k w_k^{1/α} = 1``.
       metric_mask: leaves the Gramian sees (default all; the paper uses the shared
         parameters: pass ``"shared"``).
+      heads: ``"weighted"`` (every leaf gets the weighted sum) or ``"plain"`` (only the shared
+        leaves are measured and weighted; each task head gets its own gradient).
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation` whose state
-      (:class:`~autoscale_jax.methods.solvers.SolverWeightsState`) holds ``task_weights``,
+      (:class:`~autoscale_jax.methods.GramianMethodState`) holds ``task_weights``,
       ``solver_iterations`` and ``solver_converged``.
 
     Example:
@@ -75,4 +77,6 @@ def fairgrad(
             G, power, reg_eps=reg_eps, max_iterations=max_iterations, tolerance=tolerance
         )
 
-    return solvers.gramian_weighting(num_tasks, solve, "fairgrad", metric_mask=metric_mask)
+    return _bases.gramian_method(
+        num_tasks, "fairgrad", solvers.as_rule(solve), metric_mask=metric_mask, heads=heads
+    )

@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, metrics
-from autoscale_jax.base import combine, loss_space_fast_path
-from autoscale_jax.methods.scale_invariant import LOG_LOSS_EPS, keep_if_finite, log_loss_weights
-from autoscale_jax.methods.scale_parameters import descend, scale_optimizer
+from autoscale_jax.methods import _bases
+from autoscale_jax.methods._scale_parameters import descend, scale_optimizer
+from autoscale_jax.methods.scale_invariant import LOG_LOSS_EPS, log_loss_weights
 
 
 class FAMOState(NamedTuple):
@@ -116,7 +116,7 @@ def famo(
     def step_weights(state: FAMOState, losses: jax.Array) -> tuple[jax.Array, jax.Array, Any]:
         """The ``ξ`` step from the stored losses to these, then this step's weights.
 
-        Shared by the update and the fast path, so both apply the same weights.
+        The base calls it for the update and the fast path alike.
         """
         decrease = log_shifted(state.previous_losses) - log_shifted(losses)
         logits, optimizer_state = descend(
@@ -127,10 +127,9 @@ def famo(
             apply=state.has_previous,
         )
         weights = famo_weights(logits, shifted(losses), eps)
-        return keep_if_finite(weights, state.task_weights), logits, optimizer_state
+        return weights, logits, optimizer_state
 
-    def init_fn(params: Any) -> FAMOState:
-        del params
+    def init_state() -> FAMOState:
         logits = jnp.zeros((num_tasks,), jnp.float32)
         return FAMOState(
             task_weights=jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32),
@@ -140,29 +139,16 @@ def famo(
             has_previous=jnp.zeros((), bool),
         )
 
-    def update_fn(
-        task_grads: Any,
-        state: FAMOState,
-        params: Any = None,
-        *,
-        task_losses: jax.Array | None = None,
-        presummed: bool = False,
-        **extra_args: Any,
-    ) -> tuple[Any, FAMOState]:
-        del params, extra_args
-        losses = metrics.at_least_float32(base.check_task_losses(task_losses, num_tasks))
+    def step(state: FAMOState, losses: jax.Array, key: Any) -> tuple:
+        del key
         weights, logits, optimizer_state = step_weights(state, losses)
         finite = jnp.all(jnp.isfinite(losses))
-        new_state = FAMOState(
+        return weights, FAMOState(
             task_weights=weights,
             logits=logits,
             optimizer_state=optimizer_state,
             previous_losses=jnp.where(finite, losses, state.previous_losses).astype(jnp.float32),
             has_previous=state.has_previous | finite,
         )
-        return combine(task_grads, weights, num_tasks, presummed), new_state
 
-    fast_path = loss_space_fast_path(
-        lambda state, task_losses, key: step_weights(state, task_losses)[0]
-    )
-    return base.multitask_transformation(init_fn, update_fn, fast_path)
+    return _bases.loss_weighting(num_tasks, "famo", init_state, step)

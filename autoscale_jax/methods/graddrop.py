@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from autoscale_jax import base, metrics
-from autoscale_jax.methods import projections
+from autoscale_jax.methods import _bases
 
 
 class GradDropState(NamedTuple):
@@ -144,24 +144,13 @@ def graddrop(
     num_tasks = base.check_num_tasks(num_tasks)
     leak_ratios = _check_leak(leak, num_tasks)
 
-    def init_fn(params: Any) -> GradDropState:
-        del params
-        return GradDropState()
-
-    def update_fn(
-        task_grads: Any,
-        state: GradDropState,
-        params: Any = None,
-        *,
-        task_losses: jax.Array | None = None,
-        key: jax.Array | None = None,
-        presummed: bool = False,
-        **extra_args: Any,
+    def aggregate(
+        task_grads: Any, state: GradDropState, losses: Any, key: jax.Array, extra: dict
     ) -> tuple[Any, GradDropState]:
-        del params, extra_args
-        key = projections.require_key(key, "graddrop")
-        projections.check_update_call(task_grads, task_losses, num_tasks, presummed, "graddrop")
+        del losses, extra
         uniforms = graddrop_uniforms(key, task_grads)
         return graddrop_combine(task_grads, uniforms, leak_ratios), state
 
-    return base.multitask_transformation(init_fn, update_fn)
+    return _bases.stacked_gradient_method(
+        num_tasks, "graddrop", lambda params: GradDropState(), aggregate, needs_key=True
+    )

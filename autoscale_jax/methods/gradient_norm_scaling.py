@@ -6,22 +6,20 @@ Reference:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from autoscale_jax import base, metrics, weighting
-
-
-class GradientNormScalingState(NamedTuple):
-    """The weights of the latest step."""
-
-    task_weights: jax.Array
+from autoscale_jax.methods import _bases
 
 
 def gradient_norm_scaling(
-    num_tasks: int, *, target_norm: float | None = None, metric_mask: metrics.MetricMask = None
+    num_tasks: int,
+    *,
+    target_norm: float | None = None,
+    metric_mask: metrics.MetricMask = None,
+    heads: str = "weighted",
 ) -> base.MultiTaskTransformation:
     """Gradient-norm loss scaling: each step, ``w_k = S / ||g_k||`` on the masked leaves.
 
@@ -33,6 +31,8 @@ def gradient_norm_scaling(
       num_tasks: K >= 2.
       target_norm: a fixed common norm ``S``; ``None`` uses the mean task norm each step.
       metric_mask: which leaves the norms see (see :func:`autoscale`).
+      heads: ``"weighted"`` (every leaf gets the weighted sum) or ``"plain"`` (only the shared
+        leaves are measured and weighted; each task head gets its own gradient).
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation` whose state holds the latest
@@ -41,28 +41,11 @@ def gradient_norm_scaling(
     Reference:
       Gradient-norm loss scaling for multi-task learning, 2025 (arXiv 2509.23915).
     """
-    num_tasks = base.check_num_tasks(num_tasks)
 
-    def init_fn(params: Any) -> GradientNormScalingState:
-        del params
-        return GradientNormScalingState(task_weights=jnp.ones((num_tasks,), jnp.float32))
+    def rule(G: jax.Array, losses: Any, key: Any, memory: Any) -> _bases.Proposal:
+        del losses, key
+        return _bases.Proposal(weighting.gradient_norm_scaling_weights(G, target_norm), memory)
 
-    def update_fn(
-        task_grads: Any,
-        state: GradientNormScalingState,
-        params: Any = None,
-        *,
-        task_losses: jax.Array | None = None,
-        **extra_args: Any,
-    ) -> tuple[Any, GradientNormScalingState]:
-        del params, extra_args
-        base.check_task_gradients(task_grads, num_tasks)
-        base.check_task_losses(task_losses, num_tasks, required=False)
-        G = metrics.gramian(task_grads, metric_mask)
-        weights = weighting.gradient_norm_scaling_weights(G, target_norm)
-        weights = jnp.where(jnp.all(jnp.isfinite(weights)), weights, state.task_weights)
-        return base.weighted_sum(task_grads, weights), GradientNormScalingState(
-            task_weights=weights
-        )
-
-    return base.multitask_transformation(init_fn, update_fn)
+    return _bases.gramian_method(
+        num_tasks, "gradient_norm_scaling", rule, metric_mask=metric_mask, heads=heads
+    )

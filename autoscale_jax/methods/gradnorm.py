@@ -13,25 +13,24 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, metrics, weighting
-from autoscale_jax.methods.scale_parameters import descend, scale_optimizer
+from autoscale_jax.methods import _bases
+from autoscale_jax.methods._scale_parameters import descend, scale_optimizer
 
 # Learned weights are kept at least this large before renormalising: a step that would make a
 # weight negative would otherwise flip its task's gradient (the paper does not say).
 _MIN_WEIGHT = 1e-6
 
 
-class GradNormState(NamedTuple):
-    """State of :func:`gradnorm`.
+class GradNormMemory(NamedTuple):
+    """GradNorm's own state (``memory`` of its :class:`~autoscale_jax.methods.GramianMethodState`).
 
     Attributes:
-      task_weights: [K] weights applied at the latest step.
       learned_weights: [K] the weights the next step applies (``Σ = K``).
       initial_losses: [K] ``L_k(0)``, the first finite loss of each task (NaN before one).
       gradient_norms: [K] ``||∇_W L_k||`` of the latest step, on the masked leaves.
       optimizer_state: state of the internal optimizer of the weights.
     """
 
-    task_weights: jax.Array
     learned_weights: jax.Array
     initial_losses: jax.Array
     gradient_norms: jax.Array
@@ -62,12 +61,12 @@ def gradnorm(
     alpha: float = 1.5,
     learning_rate: float = 0.025,
     optimizer: str = "adam",
-    layer_mask: metrics.MetricMask = "shared",
+    metric_mask: metrics.MetricMask = "shared",
 ) -> base.MultiTaskTransformation:
     """GradNorm: weights ``w`` trained so each ``||∇_W w_k L_k||`` tracks its training rate.
 
     With ``G_k = ||∇_W w_k L_k|| = w_k ||∇_W L_k||`` on the parameters ``W`` (the leaves that
-    ``layer_mask`` selects; the paper uses the last shared layer), ``Ḡ = mean_k G_k``, and the
+    ``metric_mask`` selects; the paper uses the last shared layer), ``Ḡ = mean_k G_k``, and the
     inverse training rate ``r_k = L̃_k / mean_j L̃_j``, ``L̃_k = L_k(t) / L_k(0)``, the weights
     descend
 
@@ -92,7 +91,7 @@ def gradnorm(
       alpha: the asymmetry ``α >= 0`` (the paper uses 0.12 to 3; 1.5 is common).
       learning_rate: step size of the internal optimizer of the weights.
       optimizer: ``"adam"`` (default) or ``"sgd"``.
-      layer_mask: which leaves form ``W``: ``"shared"`` (leaves where two or more tasks have a
+      metric_mask: which leaves form ``W``: ``"shared"`` (leaves where two or more tasks have a
         nonzero gradient: task heads drop out), ``None`` (all), a pytree of bools or a predicate
         ``(key_path, leaf) -> bool`` (see :func:`metrics.resolve_mask`); pass the last shared
         layer to follow the paper.
@@ -100,6 +99,7 @@ def gradnorm(
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation` without a fast path;
       ``update(task_grads, state, params=None, *, task_losses)`` (``task_losses`` required).
+      Its state's ``memory`` is a :class:`GradNormMemory`.
 
     Example:
       >>> tx = optax.chain(gradnorm(3, alpha=1.5), optax.adam(1e-3))
@@ -115,49 +115,31 @@ def gradnorm(
         raise ValueError(f"alpha must be non-negative, got {alpha!r}.")
     tx = scale_optimizer(optimizer, learning_rate)
 
-    def init_fn(params: Any) -> GradNormState:
-        del params
-        ones = jnp.ones((num_tasks,), jnp.float32)
-        return GradNormState(
-            task_weights=ones,
+    def rule(G: jax.Array, losses: jax.Array, key: Any, memory: GradNormMemory) -> tuple:
+        del key
+        norms = metrics.task_gradient_norms(G).astype(jnp.float32)
+        initial_losses = jnp.where(
+            jnp.isfinite(memory.initial_losses), memory.initial_losses, losses
+        ).astype(jnp.float32)
+        weights = memory.learned_weights
+        gradient = gradnorm_weight_gradient(weights, norms, losses, initial_losses, alpha)
+        learned, optimizer_state = descend(tx, weights, gradient, memory.optimizer_state)
+        learned = weighting.normalise(jnp.maximum(learned, _MIN_WEIGHT))
+        return _bases.Proposal(
+            weights, GradNormMemory(learned, initial_losses, norms, optimizer_state)
+        )
+
+    ones = jnp.ones((num_tasks,), jnp.float32)
+    return _bases.gramian_method(
+        num_tasks,
+        "gradnorm",
+        rule,
+        metric_mask=metric_mask,
+        losses_required=True,
+        init_memory=GradNormMemory(
             learned_weights=ones,
             initial_losses=jnp.full((num_tasks,), jnp.nan, jnp.float32),
             gradient_norms=jnp.zeros((num_tasks,), jnp.float32),
             optimizer_state=tx.init(ones),
-        )
-
-    def update_fn(
-        task_grads: Any,
-        state: GradNormState,
-        params: Any = None,
-        *,
-        task_losses: jax.Array | None = None,
-        presummed: bool = False,
-        **extra_args: Any,
-    ) -> tuple[Any, GradNormState]:
-        del params, extra_args
-        if presummed:
-            raise ValueError(
-                "gradnorm needs the task gradients' norms every step and cannot take a "
-                "presummed gradient; pass the stacked task gradients."
-            )
-        base.check_task_gradients(task_grads, num_tasks)
-        losses = metrics.at_least_float32(base.check_task_losses(task_losses, num_tasks))
-        norms = metrics.task_gradient_norms(metrics.gramian(task_grads, layer_mask))
-        norms = norms.astype(jnp.float32)
-        initial_losses = jnp.where(
-            jnp.isfinite(state.initial_losses), state.initial_losses, losses
-        ).astype(jnp.float32)
-        weights = state.learned_weights
-        gradient = gradnorm_weight_gradient(weights, norms, losses, initial_losses, alpha)
-        learned, optimizer_state = descend(tx, weights, gradient, state.optimizer_state)
-        learned = weighting.normalise(jnp.maximum(learned, _MIN_WEIGHT))
-        return base.weighted_sum(task_grads, weights), GradNormState(
-            task_weights=weights,
-            learned_weights=learned,
-            initial_losses=initial_losses,
-            gradient_norms=jnp.where(jnp.isfinite(norms), norms, state.gradient_norms),
-            optimizer_state=optimizer_state,
-        )
-
-    return base.multitask_transformation(init_fn, update_fn)
+        ),
+    )

@@ -13,25 +13,13 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, metrics
-from autoscale_jax.methods import projections
+from autoscale_jax.methods import _bases
+from autoscale_jax.methods import _projections as projections
 
 # The correction divides by sqrt(1 - φ̂²): targets are clipped to |φ̂| <= 1 - 1e-4 inside the
 # formula (the comparison φ < φ̂ uses the unclipped target) so a target that has converged to
 # ±1 gives a large but finite correction instead of inf.
 _MAX_ABS_TARGET = 1.0 - 1e-4
-
-
-class GradVacState(NamedTuple):
-    """State of :func:`gradvac`.
-
-    Attributes:
-      task_weights: [K] weights ``w_k = Σ_i C_ik`` of the latest step.
-      targets: [K, K] float32 EMA targets ``φ̂_ij`` of the cosine between the (corrected)
-        gradient of task ``i`` and the gradient of task ``j`` (diagonal unused; starts at 0).
-    """
-
-    task_weights: jax.Array
-    targets: jax.Array
 
 
 class GradVacSurgery(NamedTuple):
@@ -105,7 +93,13 @@ def update_targets(
     return jnp.where(defined, moved, targets)
 
 
-def gradvac(num_tasks: int, *, beta: float = 1e-2) -> base.MultiTaskTransformation:
+def gradvac(
+    num_tasks: int,
+    *,
+    beta: float = 1e-2,
+    metric_mask: metrics.MetricMask = None,
+    heads: str = "weighted",
+) -> base.MultiTaskTransformation:
     """GradVac (Gradient Vaccine), computed from the task Gramian.
 
     Like PCGrad, each task ``i`` visits the others in a random order, but instead of only
@@ -130,6 +124,10 @@ def gradvac(num_tasks: int, *, beta: float = 1e-2) -> base.MultiTaskTransformati
     Args:
       num_tasks: K >= 2, static.
       beta: EMA rate ``β`` in [0, 1] of the targets (the paper uses 1e-2).
+      metric_mask: leaves the Gramian sees (default all; the paper uses the shared parameters:
+        pass ``"shared"``).
+      heads: ``"weighted"`` (every leaf gets the weighted sum) or ``"plain"`` (only the shared
+        leaves are measured and weighted; each task head gets its own gradient).
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation`; ``update(task_grads, state,
@@ -140,7 +138,7 @@ def gradvac(num_tasks: int, *, beta: float = 1e-2) -> base.MultiTaskTransformati
       >>> tx = optax.chain(asj.methods.gradvac(num_tasks=2), optax.adam(1e-3))
       >>> state = tx.init(params)
       >>> updates, state = tx.update(task_grads, state, params, key=jax.random.key(0))
-      >>> asj.task_weights(state), state[0].targets
+      >>> asj.task_weights(state), state[0].memory  # the [K, K] targets φ̂
 
     Reference:
       Wang et al, Gradient Vaccine: Investigating and Improving Multi-task Optimization in
@@ -151,34 +149,20 @@ def gradvac(num_tasks: int, *, beta: float = 1e-2) -> base.MultiTaskTransformati
     if isinstance(beta, int | float) and not 0.0 <= beta <= 1.0:
         raise ValueError(f"beta must lie in [0, 1], got {beta!r}.")
 
-    def init_fn(params: Any) -> GradVacState:
-        del params
-        return GradVacState(
-            task_weights=jnp.ones((num_tasks,), jnp.float32),
-            targets=jnp.zeros((num_tasks, num_tasks), jnp.float32),
-        )
-
-    def update_fn(
-        task_grads: Any,
-        state: GradVacState,
-        params: Any = None,
-        *,
-        task_losses: jax.Array | None = None,
-        key: jax.Array | None = None,
-        presummed: bool = False,
-        **extra_args: Any,
-    ) -> tuple[Any, GradVacState]:
-        del params, extra_args
-        G, orders = projections.checked_gramian_and_orders(
-            task_grads, task_losses, key, num_tasks, presummed, "gradvac"
-        )
-        surgery = gradvac_surgery(G, state.targets, orders)
+    def rule(G: jax.Array, losses: Any, key: jax.Array, targets: jax.Array) -> _bases.Proposal:
+        del losses
+        surgery = gradvac_surgery(G, targets, projections.random_task_orders(key, num_tasks))
         weights = jnp.sum(surgery.coefficients, axis=0)
-        targets = update_targets(state.targets, surgery.cosines, surgery.defined, beta)
-        new_state = GradVacState(
-            task_weights=projections.keep_finite(weights, state.task_weights, G),
-            targets=projections.keep_finite(targets, state.targets, G),
+        return _bases.Proposal(
+            weights, update_targets(targets, surgery.cosines, surgery.defined, beta)
         )
-        return base.weighted_sum(task_grads, weights), new_state
 
-    return base.multitask_transformation(init_fn, update_fn)
+    return _bases.gramian_method(
+        num_tasks,
+        "gradvac",
+        rule,
+        metric_mask=metric_mask,
+        heads=heads,
+        needs_key=True,
+        init_memory=jnp.zeros((num_tasks, num_tasks), jnp.float32),
+    )

@@ -7,7 +7,10 @@ Reference:
 from __future__ import annotations
 
 from autoscale_jax import base
-from autoscale_jax.methods.uncertainty import LearnedScaleState, learned_log_scale_weighting
+from autoscale_jax.methods.uncertainty_weighting import (
+    LearnedScaleState,
+    learned_log_scale_weighting,
+)
 
 __all__ = ["LearnedScaleState", "imtl_l"]
 
@@ -58,4 +61,5 @@ def imtl_l(
         learning_rate=learning_rate,
         optimizer=optimizer,
         initial_log_scale=initial_log_scale,
+        name="imtl_l",
     )

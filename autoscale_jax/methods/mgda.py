@@ -12,11 +12,10 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, metrics
-from autoscale_jax.methods import solvers
+from autoscale_jax.methods import _bases
+from autoscale_jax.methods import _solvers as solvers
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
-
-MGDAState = solvers.SolverWeightsState
 
 
 def gradient_normalizers(G: jax.Array, losses: jax.Array | None, normalization: str) -> jax.Array:
@@ -61,7 +60,7 @@ def mgda_weights(
       tolerance: its relative KKT tolerance.
 
     Returns:
-      A :class:`~autoscale_jax.methods.solvers.SolverResult` with ``α`` on the simplex.
+      A :class:`~autoscale_jax.methods._solvers.SolverResult` with ``α`` on the simplex.
     """
     divisors = gradient_normalizers(G, losses, normalization)
     normalized = metrics.at_least_float32(G) / (divisors[:, None] * divisors[None, :])
@@ -75,6 +74,7 @@ def mgda(
     representation_mask: metrics.MetricMask = None,
     normalization: str = "none",
     metric_mask: metrics.MetricMask = None,
+    heads: str = "weighted",
     max_iterations: int = 100,
     tolerance: float = 1e-6,
 ) -> base.MultiTaskTransformation:
@@ -84,7 +84,7 @@ def mgda(
         \\qquad d = \\sum_k α_k g_k
 
     solved in K-space on the Gramian (``||Σ α_k ĝ_k||² = αᵀĜα``) by an exact active-set
-    method (:func:`~autoscale_jax.methods.solvers.min_norm_simplex`). Without normalisation
+    method (:func:`~autoscale_jax.methods._solvers.min_norm_simplex`). Without normalisation
     ``d`` is the min-norm element itself: ``<g_k, d> ≥ ||d||²`` for every task, so ``-d`` is a
     common descent direction, and ``d = 0`` exactly at Pareto-stationary points.
 
@@ -122,12 +122,14 @@ def mgda(
         ``task_losses``).
       metric_mask: leaves the Gramian sees when ``upper_bound=False`` (default all; the paper
         uses the shared parameters: pass ``"shared"``).
+      heads: ``"weighted"`` (every leaf gets the weighted sum) or ``"plain"`` (only the shared
+        leaves are measured and weighted; each task head gets its own gradient).
       max_iterations: budget of the active-set solver (linear solves).
       tolerance: relative KKT tolerance of the solver.
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation` whose state
-      (:class:`~autoscale_jax.methods.solvers.SolverWeightsState`) holds ``task_weights``,
+      (:class:`~autoscale_jax.methods.GramianMethodState`) holds ``task_weights``,
       ``solver_iterations`` and ``solver_converged``.
 
     Example:
@@ -145,8 +147,6 @@ def mgda(
         )
 
     def gramian_fn(task_grads: Any, extra_args: dict) -> jax.Array:
-        if not upper_bound:
-            return metrics.gramian(task_grads, metric_mask)
         representation = extra_args.get("representation_task_grads")
         if representation is not None:
             base.check_task_gradients(representation, num_tasks)
@@ -168,10 +168,12 @@ def mgda(
             tolerance=tolerance,
         )
 
-    return solvers.gramian_weighting(
+    return _bases.gramian_method(
         num_tasks,
-        solve,
         "mgda",
-        gramian_fn=gramian_fn,
+        solvers.as_rule(solve),
+        metric_mask=metric_mask,
+        heads=heads,
+        gramian_fn=gramian_fn if upper_bound else None,
         losses_required=normalization in ("loss", "loss+"),
     )

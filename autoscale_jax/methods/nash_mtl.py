@@ -6,29 +6,11 @@ Reference:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
 import jax
-import jax.numpy as jnp
 
 from autoscale_jax import base, metrics
-from autoscale_jax.methods import solvers
-
-
-class NashMTLState(NamedTuple):
-    """State of :func:`nash_mtl`.
-
-    Attributes:
-      step: int32 steps taken; the weights are solved when ``step % update_every == 0``.
-      task_weights: [K] weights ``α`` applied at the latest step (ones before the first).
-      solver_iterations: Newton iterations of the latest solve.
-      solver_converged: whether the latest solve met its tolerance (False before the first).
-    """
-
-    step: jax.Array
-    task_weights: jax.Array
-    solver_iterations: jax.Array
-    solver_converged: jax.Array
+from autoscale_jax.methods import _bases
+from autoscale_jax.methods import _solvers as solvers
 
 
 def nash_mtl(
@@ -39,6 +21,7 @@ def nash_mtl(
     reg_eps: float = 1e-6,
     tolerance: float = 1e-5,
     metric_mask: metrics.MetricMask = None,
+    heads: str = "weighted",
 ) -> base.MultiTaskTransformation:
     """Nash-MTL: weights ``α > 0`` with ``(Gα)_k = 1/α_k``; the update is ``Σ_k α_k g_k``.
 
@@ -50,7 +33,7 @@ def nash_mtl(
     so every task gets ``<g_k, d> = 1/α_k > 0`` and ``||d||² = αᵀGα = K``. The paper solves it
     by a sequence of convex programs (cvxpy); here it is solved in pure JAX by damped Newton on
     the equivalent strictly convex problem ``min_β ½ βᵀCβ - Σ_k log β_k`` on the cosine matrix
-    ``C`` (:func:`~autoscale_jax.methods.solvers.power_balance` with ``p = 1``), so the update
+    ``C`` (:func:`~autoscale_jax.methods._solvers.power_balance` with ``p = 1``), so the update
     is exactly invariant to a positive rescaling of any task's gradient (``α_k`` scales by the
     inverse factor). A ridge ``reg_eps · I`` on ``C`` keeps the problem solvable when 0 is in
     the convex hull of the gradients (e.g. exactly opposite gradients), where the exact
@@ -83,9 +66,12 @@ def nash_mtl(
       tolerance: relative residual tolerance of ``(Gα)_k α_k = 1``.
       metric_mask: leaves the Gramian sees (default all; the paper uses the shared
         parameters: pass ``"shared"``).
+      heads: ``"weighted"`` (every leaf gets the weighted sum) or ``"plain"`` (only the shared
+        leaves are measured and weighted; each task head gets its own gradient; no fast path).
 
     Returns:
-      A :class:`~autoscale_jax.base.MultiTaskTransformation` with a :class:`NashMTLState`.
+      A :class:`~autoscale_jax.base.MultiTaskTransformation` with a
+      :class:`~autoscale_jax.methods.GramianMethodState`.
 
     Example:
       >>> tx = optax.chain(nash_mtl(3, update_every=10), optax.adam(1e-3))
@@ -94,67 +80,18 @@ def nash_mtl(
     Reference:
       Navon et al, Multi-Task Learning as a Bargaining Game, 2022.
     """
-    num_tasks = base.check_num_tasks(num_tasks)
-    if not isinstance(update_every, int) or update_every < 1:
-        raise ValueError(
-            f"update_every must be a positive Python int, got {update_every!r}. Under "
-            "optax.inject_hyperparams pass static_args=('num_tasks', 'update_every')."
+
+    def solve(G: jax.Array, losses: jax.Array | None) -> solvers.SolverResult:
+        del losses
+        return solvers.power_balance(
+            G, 1.0, reg_eps=reg_eps, max_iterations=max_iterations, tolerance=tolerance
         )
 
-    def init_fn(params: Any) -> NashMTLState:
-        del params
-        fresh = solvers.init_solver_weights_state(num_tasks)
-        return NashMTLState(jnp.zeros((), jnp.int32), *fresh)
-
-    def is_solve_step(state: NashMTLState) -> jax.Array:
-        return state.step % update_every == 0
-
-    def solve(task_grads: Any, state: NashMTLState) -> tuple:
-        G = metrics.gramian(task_grads, metric_mask)
-        result = solvers.power_balance(
-            G,
-            1.0,
-            reg_eps=reg_eps,
-            max_iterations=max_iterations,
-            tolerance=tolerance,
-        )
-        weights, converged = solvers.accept_weights(result, G, state.task_weights)
-        return weights, result.iterations.astype(jnp.int32), converged
-
-    def update_fn(
-        task_grads: Any,
-        state: NashMTLState,
-        params: Any = None,
-        *,
-        task_losses: jax.Array | None = None,
-        presummed: bool = False,
-        **extra_args: Any,
-    ) -> tuple[Any, NashMTLState]:
-        del params, extra_args
-        base.check_task_losses(task_losses, num_tasks, required=False)
-        next_step = state.step + 1
-        if presummed:
-            # Between solves the fast path already applied the stored weights; at a solve step
-            # it would have used stale ones, so the update is poisoned instead.
-            poison = jnp.where(is_solve_step(state), jnp.nan, 1.0)
-            updates = jax.tree.map(lambda g: g * poison.astype(g.dtype), task_grads)
-            return updates, state._replace(step=next_step)
-        base.check_task_gradients(task_grads, num_tasks)
-        if update_every == 1:
-            weights, iterations, converged = solve(task_grads, state)
-        else:
-            weights, iterations, converged = jax.lax.cond(
-                is_solve_step(state),
-                lambda: solve(task_grads, state),
-                lambda: (state.task_weights, state.solver_iterations, state.solver_converged),
-            )
-        new_state = NashMTLState(next_step, weights, iterations, converged)
-        return base.weighted_sum(task_grads, weights), new_state
-
-    fast_path = None
-    if update_every > 1:
-        fast_path = base.FastPath(
-            needs_task_gradients=is_solve_step,
-            weights=lambda state, task_losses, key: state.task_weights,
-        )
-    return base.multitask_transformation(init_fn, update_fn, fast_path)
+    return _bases.gramian_method(
+        num_tasks,
+        "nash_mtl",
+        solvers.as_rule(solve),
+        metric_mask=metric_mask,
+        heads=heads,
+        update_every=update_every,
+    )

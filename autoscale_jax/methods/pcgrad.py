@@ -6,24 +6,14 @@ Reference:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, metrics
-from autoscale_jax.methods import projections
-
-
-class PCGradState(NamedTuple):
-    """State of :func:`pcgrad`.
-
-    Attributes:
-      task_weights: [K] weights ``w_k = Σ_i C_ik`` of the latest step: the update was
-        ``Σ_k w_k g_k``.
-    """
-
-    task_weights: jax.Array
+from autoscale_jax.methods import _bases
+from autoscale_jax.methods import _projections as projections
 
 
 def pcgrad_coefficients(G: jax.Array, orders: jax.Array) -> jax.Array:
@@ -58,7 +48,9 @@ def pcgrad_weights(G: jax.Array, orders: jax.Array) -> jax.Array:
     return jnp.sum(pcgrad_coefficients(G, orders), axis=0)
 
 
-def pcgrad(num_tasks: int) -> base.MultiTaskTransformation:
+def pcgrad(
+    num_tasks: int, *, metric_mask: metrics.MetricMask = None, heads: str = "weighted"
+) -> base.MultiTaskTransformation:
     """PCGrad (projecting conflicting gradients), computed from the task Gramian.
 
     For each task ``i`` (in parallel), visit the other tasks ``j`` in a random order; whenever
@@ -70,12 +62,16 @@ def pcgrad(num_tasks: int) -> base.MultiTaskTransformation:
 
     The update is ``Σ_i g^PC_i``. Every ``g^PC_i`` is a linear combination of the original
     gradients, so the surgery runs on K×K coefficients with the Gramian (see
-    :mod:`autoscale_jax.methods.projections`) and the update is ``Σ_k w_k g_k`` with the
+    :mod:`autoscale_jax.methods._projections`) and the update is ``Σ_k w_k g_k`` with the
     weights kept in the state. A zero task gradient conflicts with nothing. Non-finite
     gradients pass through to the update; the state then keeps the previous weights.
 
     Args:
       num_tasks: K >= 2, static.
+      metric_mask: leaves the Gramian sees (default all; the paper uses the shared parameters:
+        pass ``"shared"``).
+      heads: ``"weighted"`` (every leaf gets the weighted sum) or ``"plain"`` (only the shared
+        leaves are measured and weighted; each task head gets its own gradient).
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation`; ``update(task_grads, state,
@@ -91,30 +87,13 @@ def pcgrad(num_tasks: int) -> base.MultiTaskTransformation:
     Reference:
       Yu et al, Gradient Surgery for Multi-Task Learning, 2020.
     """
-    num_tasks = base.check_num_tasks(num_tasks)
 
-    def init_fn(params: Any) -> PCGradState:
-        del params
-        return PCGradState(task_weights=jnp.ones((num_tasks,), jnp.float32))
-
-    def update_fn(
-        task_grads: Any,
-        state: PCGradState,
-        params: Any = None,
-        *,
-        task_losses: jax.Array | None = None,
-        key: jax.Array | None = None,
-        presummed: bool = False,
-        **extra_args: Any,
-    ) -> tuple[Any, PCGradState]:
-        del params, extra_args
-        G, orders = projections.checked_gramian_and_orders(
-            task_grads, task_losses, key, num_tasks, presummed, "pcgrad"
+    def rule(G: jax.Array, losses: Any, key: jax.Array, memory: Any) -> _bases.Proposal:
+        del losses
+        return _bases.Proposal(
+            pcgrad_weights(G, projections.random_task_orders(key, len(G))), memory
         )
-        weights = pcgrad_weights(G, orders)
-        new_state = PCGradState(
-            task_weights=projections.keep_finite(weights, state.task_weights, G)
-        )
-        return base.weighted_sum(task_grads, weights), new_state
 
-    return base.multitask_transformation(init_fn, update_fn)
+    return _bases.gramian_method(
+        num_tasks, "pcgrad", rule, metric_mask=metric_mask, heads=heads, needs_key=True
+    )

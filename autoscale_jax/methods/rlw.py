@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base
-from autoscale_jax.base import combine, loss_space_fast_path
+from autoscale_jax.methods import _bases
 
 DISTRIBUTIONS = ("normal", "dirichlet")
 
@@ -35,16 +35,6 @@ def random_simplex_weights(key: jax.Array, num_tasks: int, distribution: str) ->
     if distribution == "normal":
         return jax.nn.softmax(jax.random.normal(key, (num_tasks,), jnp.float32))
     return jax.random.dirichlet(key, jnp.ones((num_tasks,), jnp.float32))
-
-
-def _require_key(key: Any) -> jax.Array:
-    if key is None:
-        raise ValueError(
-            "random_loss_weighting draws random weights and needs a PRNG key: call "
-            "update(task_grads, state, params, task_losses=losses, key=key) (with "
-            "autoscale_jax.train: step(params, state, batch, key=key))."
-        )
-    return key
 
 
 def random_loss_weighting(
@@ -91,31 +81,17 @@ def random_loss_weighting(
         raise ValueError(f"Unknown distribution {distribution!r}; choose one of {DISTRIBUTIONS}.")
     total = num_tasks if weights_sum is None else weights_sum
 
-    def weights_of(state: RandomLossWeightingState, key: Any) -> jax.Array:
-        step_key = jax.random.fold_in(_require_key(key), state.step)
-        return total * random_simplex_weights(step_key, num_tasks, distribution)
-
-    def init_fn(params: Any) -> RandomLossWeightingState:
-        del params
+    def init_state() -> RandomLossWeightingState:
         return RandomLossWeightingState(
             task_weights=jnp.ones((num_tasks,), jnp.float32), step=jnp.zeros((), jnp.int32)
         )
 
-    def update_fn(
-        task_grads: Any,
-        state: RandomLossWeightingState,
-        params: Any = None,
-        *,
-        task_losses: jax.Array | None = None,
-        key: jax.Array | None = None,
-        presummed: bool = False,
-        **extra_args: Any,
-    ) -> tuple[Any, RandomLossWeightingState]:
-        del params, extra_args
-        base.check_task_losses(task_losses, num_tasks, required=False)
-        weights = weights_of(state, key)
-        new_state = RandomLossWeightingState(task_weights=weights, step=state.step + 1)
-        return combine(task_grads, weights, num_tasks, presummed), new_state
+    def step(state: RandomLossWeightingState, losses: Any, key: jax.Array) -> tuple:
+        del losses
+        step_key = jax.random.fold_in(key, state.step)
+        weights = total * random_simplex_weights(step_key, num_tasks, distribution)
+        return weights, state._replace(step=state.step + 1)
 
-    fast_path = loss_space_fast_path(lambda state, task_losses, key: weights_of(state, key))
-    return base.multitask_transformation(init_fn, update_fn, fast_path)
+    return _bases.loss_weighting(
+        num_tasks, "rlw", init_state, step, needs_key=True, losses_required=False
+    )

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, metrics
-from autoscale_jax.base import combine, loss_space_fast_path
+from autoscale_jax.methods import _bases
 
 # Default floor on a loss before it is inverted: the ε of ``log(L + ε)`` in LibMTL / FAMO.
 LOG_LOSS_EPS = 1e-8
@@ -26,15 +26,6 @@ def log_loss_weights(losses: jax.Array, eps: float = LOG_LOSS_EPS) -> jax.Array:
     """
     losses = metrics.at_least_float32(losses)
     return 1.0 / (jnp.maximum(losses, 0.0) + eps)
-
-
-def keep_if_finite(weights: jax.Array, previous: jax.Array) -> jax.Array:
-    """``weights`` when all are finite, else the previous ones (keeps a state finite).
-
-    The result has the previous weights' dtype, so a jitted update's state keeps its type.
-    """
-    weights = weights.astype(previous.dtype)
-    return jnp.where(jnp.all(jnp.isfinite(weights)), weights, previous)
 
 
 class ScaleInvariantState(NamedTuple):
@@ -71,28 +62,12 @@ def scale_invariant(num_tasks: int, *, eps: float = LOG_LOSS_EPS) -> base.MultiT
     Reference:
       Navon et al, Multi-Task Learning as a Bargaining Game, 2022 (its SI baseline).
     """
-    num_tasks = base.check_num_tasks(num_tasks)
 
-    def weights_of(state: ScaleInvariantState, task_losses: jax.Array) -> jax.Array:
-        return keep_if_finite(log_loss_weights(task_losses, eps), state.task_weights)
-
-    def init_fn(params: Any) -> ScaleInvariantState:
-        del params
+    def init_state() -> ScaleInvariantState:
         return ScaleInvariantState(task_weights=jnp.ones((num_tasks,), jnp.float32))
 
-    def update_fn(
-        task_grads: Any,
-        state: ScaleInvariantState,
-        params: Any = None,
-        *,
-        task_losses: jax.Array | None = None,
-        presummed: bool = False,
-        **extra_args: Any,
-    ) -> tuple[Any, ScaleInvariantState]:
-        del params, extra_args
-        losses = base.check_task_losses(task_losses, num_tasks)
-        weights = weights_of(state, losses)
-        return combine(task_grads, weights, num_tasks, presummed), ScaleInvariantState(weights)
+    def step(state: ScaleInvariantState, losses: jax.Array, key: Any) -> tuple:
+        del key
+        return log_loss_weights(losses, eps), state
 
-    fast_path = loss_space_fast_path(lambda state, task_losses, key: weights_of(state, task_losses))
-    return base.multitask_transformation(init_fn, update_fn, fast_path)
+    return _bases.loss_weighting(num_tasks, "scale_invariant", init_state, step)

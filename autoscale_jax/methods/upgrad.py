@@ -10,9 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, metrics
-from autoscale_jax.methods import solvers
-
-UPGradState = solvers.SolverWeightsState
+from autoscale_jax.methods import _bases
+from autoscale_jax.methods import _solvers as solvers
 
 
 def upgrad_weights(
@@ -34,7 +33,7 @@ def upgrad_weights(
       tolerance: their relative KKT tolerance.
 
     Returns:
-      A :class:`~autoscale_jax.methods.solvers.SolverResult` whose solution is the [K] weights;
+      A :class:`~autoscale_jax.methods._solvers.SolverResult` whose solution is the [K] weights;
       iterations are the most any of the K projections used, converged whether all did.
     """
     G = metrics.at_least_float32(G)
@@ -63,6 +62,7 @@ def upgrad(
     norm_eps: float = 1e-20,
     reg_eps: float = 1e-4,
     metric_mask: metrics.MetricMask = None,
+    heads: str = "weighted",
     max_iterations: int = 100,
     tolerance: float = 1e-6,
 ) -> base.MultiTaskTransformation:
@@ -75,7 +75,7 @@ def upgrad(
     Each projection is a linear combination of the gradients: ``π_C(Jᵀu) = Jᵀv`` with
     ``v = argmin_{v ≥ u} vᵀGv`` (Quinton & Rey 2024, Prop. 1), a K-dimensional box-constrained
     QP solved exactly by an active-set method
-    (:func:`~autoscale_jax.methods.solvers.box_qp`), so
+    (:func:`~autoscale_jax.methods._solvers.box_qp`), so
     ``w = Σ_i argmin_{v ≥ e_i/K} vᵀGv`` and ``d = Σ_k w_k g_k``. ``d`` lies in the dual cone:
     it conflicts with no task, ``<g_k, d> = (Gw)_k ≥ 0``. UPGrad weights are invariant to a
     common positive rescaling of all gradients and permute with the tasks.
@@ -100,12 +100,14 @@ def upgrad(
       reg_eps: ridge added to the trace-normalised Gramian.
       metric_mask: leaves the Gramian sees (default all; pass ``"shared"`` for the shared
         parameters only).
+      heads: ``"weighted"`` (every leaf gets the weighted sum) or ``"plain"`` (only the shared
+        leaves are measured and weighted; each task head gets its own gradient).
       max_iterations: budget of each active-set solve.
       tolerance: their relative KKT tolerance.
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation` whose state
-      (:class:`~autoscale_jax.methods.solvers.SolverWeightsState`) holds ``task_weights``,
+      (:class:`~autoscale_jax.methods.GramianMethodState`) holds ``task_weights``,
       ``solver_iterations`` and ``solver_converged``.
 
     Example:
@@ -128,4 +130,6 @@ def upgrad(
             tolerance=tolerance,
         )
 
-    return solvers.gramian_weighting(num_tasks, solve, "upgrad", metric_mask=metric_mask)
+    return _bases.gramian_method(
+        num_tasks, "upgrad", solvers.as_rule(solve), metric_mask=metric_mask, heads=heads
+    )

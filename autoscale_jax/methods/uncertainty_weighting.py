@@ -17,9 +17,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
-from autoscale_jax.base import combine, loss_space_fast_path
-from autoscale_jax.methods.scale_parameters import descend, scale_optimizer
+from autoscale_jax import base
+from autoscale_jax.methods import _bases
+from autoscale_jax.methods._scale_parameters import descend, scale_optimizer
 
 
 class LearnedScaleState(NamedTuple):
@@ -44,6 +44,7 @@ def learned_log_scale_weighting(
     learning_rate: Any,
     optimizer: str,
     initial_log_scale: float,
+    name: str,
 ) -> base.MultiTaskTransformation:
     """Weights ``exp(sign · s_k)`` with ``s`` trained on ``Σ_k exp(sign · s_k) L_k - sign · s_k``.
 
@@ -51,14 +52,9 @@ def learned_log_scale_weighting(
     ``s_k = -sign · log L_k``, where every weighted loss equals 1. ``sign = -1`` is uncertainty
     weighting, ``sign = +1`` IMTL-L; the two are the same method under ``s → -s``.
     """
-    num_tasks = base.check_num_tasks(num_tasks)
     tx = scale_optimizer(optimizer, learning_rate)
 
-    def weights_of(state: LearnedScaleState) -> jax.Array:
-        return jnp.exp(sign * state.log_scales)
-
-    def init_fn(params: Any) -> LearnedScaleState:
-        del params
+    def init_state() -> LearnedScaleState:
         log_scales = jnp.full((num_tasks,), initial_log_scale, jnp.float32)
         return LearnedScaleState(
             task_weights=jnp.exp(sign * log_scales),
@@ -66,28 +62,17 @@ def learned_log_scale_weighting(
             optimizer_state=tx.init(log_scales),
         )
 
-    def update_fn(
-        task_grads: Any,
-        state: LearnedScaleState,
-        params: Any = None,
-        *,
-        task_losses: jax.Array | None = None,
-        presummed: bool = False,
-        **extra_args: Any,
-    ) -> tuple[Any, LearnedScaleState]:
-        del params, extra_args
-        losses = metrics.at_least_float32(base.check_task_losses(task_losses, num_tasks))
-        weights = weights_of(state)
-        combined = combine(task_grads, weights, num_tasks, presummed)
+    def step(state: LearnedScaleState, losses: jax.Array, key: Any) -> tuple:
+        del key
+        weights = jnp.exp(sign * state.log_scales)
         # d/ds_k of exp(sign s_k) L_k - sign s_k: the scale's own gradient, losses held fixed.
         scale_gradient = sign * (weights * losses - 1.0)
         log_scales, optimizer_state = descend(
             tx, state.log_scales, scale_gradient, state.optimizer_state
         )
-        return combined, LearnedScaleState(weights, log_scales, optimizer_state)
+        return weights, LearnedScaleState(weights, log_scales, optimizer_state)
 
-    fast_path = loss_space_fast_path(lambda state, task_losses, key: weights_of(state))
-    return base.multitask_transformation(init_fn, update_fn, fast_path)
+    return _bases.loss_weighting(num_tasks, name, init_state, step)
 
 
 def uncertainty_weighting(
@@ -144,4 +129,5 @@ def uncertainty_weighting(
         learning_rate=learning_rate,
         optimizer=optimizer,
         initial_log_scale=initial_log_variance,
+        name="uncertainty_weighting",
     )

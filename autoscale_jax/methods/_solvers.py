@@ -15,8 +15,8 @@ convergence flag; none falls back silently to another answer.
 - :func:`power_balance`: ``(G w)_k = w_k^{-p}``, ``w > 0`` by damped Newton (Nash-MTL for
   ``p = 1``, FairGrad for ``p = 1/α``).
 
-:func:`gramian_weighting` builds the multi-task transformation shared by the methods whose
-weights are a stateless function of the Gramian (MGDA, CAGrad, UPGrad, FairGrad, EDM).
+:func:`as_rule` turns a solver into a rule of :func:`~autoscale_jax.methods._bases.gramian_method`
+(MGDA, CAGrad, UPGrad, FairGrad, EDM, Nash-MTL).
 
 References:
   Lawson & Hanson, Solving Least Squares Problems, 1974 (ch. 23, NNLS).
@@ -31,8 +31,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
-from autoscale_jax.methods import projections
+from autoscale_jax import metrics
+from autoscale_jax.methods import _bases
 
 # Norms below this fraction of the largest task norm count as a zero gradient.
 ZERO_NORM_FRACTION = 1e-12
@@ -52,30 +52,6 @@ class SolverResult(NamedTuple):
     solution: jax.Array
     iterations: jax.Array
     converged: jax.Array
-
-
-class SolverWeightsState(NamedTuple):
-    """State of a method whose weights come from a solver each step.
-
-    Attributes:
-      task_weights: [K] float32 weights applied at the latest step (ones before the first).
-      solver_iterations: int32 iterations of the latest solve.
-      solver_converged: bool, whether the latest solve met its tolerance (False before the
-        first solve).
-    """
-
-    task_weights: jax.Array
-    solver_iterations: jax.Array
-    solver_converged: jax.Array
-
-
-def init_solver_weights_state(num_tasks: int) -> SolverWeightsState:
-    """The state before any step: unit weights, no solve yet."""
-    return SolverWeightsState(
-        task_weights=jnp.ones((num_tasks,), jnp.float32),
-        solver_iterations=jnp.zeros((), jnp.int32),
-        solver_converged=jnp.zeros((), bool),
-    )
 
 
 def check_hyperparameter(name: str, value: Any, minimum: float, *, strict: bool) -> None:
@@ -437,81 +413,13 @@ def power_balance(
     return result._replace(solution=weights)
 
 
-def accept_weights(
-    result: SolverResult, G: jax.Array, previous_weights: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    """The solver's weights when they and the Gramian are finite, else the previous weights.
+def as_rule(solve: Callable[[jax.Array, jax.Array | None], SolverResult]) -> _bases.GramianRule:
+    """A :func:`~autoscale_jax.methods._bases.gramian_method` rule from a stateless solver
+    ``(G, losses) -> SolverResult`` whose solution is the [K] weights."""
 
-    Returns:
-      ``(weights, converged)``; ``converged`` is False whenever the previous weights are kept.
-    """
-    weights = projections.keep_finite(result.solution, previous_weights, G)
-    finite = jnp.all(jnp.isfinite(result.solution)) & jnp.all(jnp.isfinite(G))
-    return weights, result.converged & finite
+    def rule(G: jax.Array, losses: Any, key: Any, memory: Any) -> _bases.Proposal:
+        del key
+        result = solve(G, losses)
+        return _bases.Proposal(result.solution, memory, result.iterations, result.converged)
 
-
-WeightSolver = Callable[[jax.Array, jax.Array | None], SolverResult]
-GramianFn = Callable[[Any, dict], jax.Array]
-
-
-def gramian_weighting(
-    num_tasks: int,
-    solve_weights: WeightSolver,
-    name: str,
-    *,
-    gramian_fn: GramianFn | None = None,
-    metric_mask: metrics.MetricMask = None,
-    losses_required: bool = False,
-) -> base.MultiTaskTransformation:
-    """A multi-task transformation whose weights are ``solve_weights(G, losses)`` each step.
-
-    The update is ``Σ_k w_k g_k`` (:func:`~autoscale_jax.base.weighted_sum`). If the Gramian
-    or the solved weights are not finite (a non-finite gradient), the state keeps the previous
-    weights and ``solver_converged`` is False; the update then uses those previous weights, so
-    non-finite gradients propagate to it.
-
-    Args:
-      num_tasks: K >= 2.
-      solve_weights: ``(G, losses) -> SolverResult`` with [K] weights as solution.
-      name: the method's name, for error messages.
-      gramian_fn: ``(task_grads, extra_args) -> G``; default
-        ``metrics.gramian(task_grads, metric_mask)``.
-      metric_mask: which leaves the default Gramian sees (see
-        :func:`autoscale_jax.metrics.resolve_mask`).
-      losses_required: whether ``task_losses`` must be passed.
-
-    Returns:
-      A :class:`~autoscale_jax.base.MultiTaskTransformation` with a
-      :class:`SolverWeightsState`; it always needs task gradients (no fast path).
-    """
-    num_tasks = base.check_num_tasks(num_tasks)
-    if gramian_fn is None:
-
-        def gramian_fn(task_grads: Any, extra_args: dict) -> jax.Array:
-            del extra_args
-            return metrics.gramian(task_grads, metric_mask)
-
-    def init_fn(params: Any) -> SolverWeightsState:
-        del params
-        return init_solver_weights_state(num_tasks)
-
-    def update_fn(
-        task_grads: Any,
-        state: SolverWeightsState,
-        params: Any = None,
-        *,
-        task_losses: jax.Array | None = None,
-        presummed: bool = False,
-        **extra_args: Any,
-    ) -> tuple[Any, SolverWeightsState]:
-        del params
-        projections.reject_presummed(presummed, name)
-        base.check_task_gradients(task_grads, num_tasks)
-        losses = base.check_task_losses(task_losses, num_tasks, required=losses_required)
-        G = gramian_fn(task_grads, extra_args)
-        result = solve_weights(G, losses)
-        weights, converged = accept_weights(result, G, state.task_weights)
-        new_state = SolverWeightsState(weights, result.iterations.astype(jnp.int32), converged)
-        return base.weighted_sum(task_grads, weights), new_state
-
-    return base.multitask_transformation(init_fn, update_fn)
+    return rule

@@ -9,23 +9,14 @@ Reference:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, metrics
-from autoscale_jax.methods import projections
-
-
-class ImtlGState(NamedTuple):
-    """State of :func:`imtl_g`.
-
-    Attributes:
-      task_weights: [K] weights ``α`` of the latest step (``Σ_k α_k = 1``).
-    """
-
-    task_weights: jax.Array
+from autoscale_jax.methods import _bases
+from autoscale_jax.methods import _projections as projections
 
 
 def imtl_g_weights(G: jax.Array, rtol: float | None = None) -> jax.Array:
@@ -76,7 +67,13 @@ def imtl_g_weights(G: jax.Array, rtol: float | None = None) -> jax.Array:
     return raw / jnp.where(normaliser > 0, normaliser, 1.0)
 
 
-def imtl_g(num_tasks: int, *, rtol: float | None = None) -> base.MultiTaskTransformation:
+def imtl_g(
+    num_tasks: int,
+    *,
+    rtol: float | None = None,
+    metric_mask: metrics.MetricMask = None,
+    heads: str = "weighted",
+) -> base.MultiTaskTransformation:
     """IMTL-G (impartial multi-task learning, gradient balance), computed from the Gramian.
 
     Finds the combination ``g = Σ_k α_k g_k`` with ``Σ_k α_k = 1`` whose projection on every
@@ -96,6 +93,10 @@ def imtl_g(num_tasks: int, *, rtol: float | None = None) -> base.MultiTaskTransf
     Args:
       num_tasks: K >= 2, static.
       rtol: relative eigenvalue cut-off for the pseudo-inverse (``None``: ``10 · K · eps``).
+      metric_mask: leaves the Gramian sees (default all; the paper uses the shared parameters:
+        pass ``"shared"``).
+      heads: ``"weighted"`` (every leaf gets the weighted sum) or ``"plain"`` (only the shared
+        leaves are measured and weighted; each task head gets its own gradient).
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation`; ``update(task_grads, state,
@@ -111,25 +112,16 @@ def imtl_g(num_tasks: int, *, rtol: float | None = None) -> base.MultiTaskTransf
     Reference:
       Liu et al, Towards Impartial Multi-task Learning, 2021.
     """
-    num_tasks = base.check_num_tasks(num_tasks)
 
-    def init_fn(params: Any) -> ImtlGState:
-        del params
-        return ImtlGState(task_weights=jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32))
+    def rule(G: jax.Array, losses: Any, key: Any, memory: Any) -> _bases.Proposal:
+        del losses, key
+        return _bases.Proposal(imtl_g_weights(G, rtol), memory)
 
-    def update_fn(
-        task_grads: Any,
-        state: ImtlGState,
-        params: Any = None,
-        *,
-        task_losses: jax.Array | None = None,
-        presummed: bool = False,
-        **extra_args: Any,
-    ) -> tuple[Any, ImtlGState]:
-        del params, extra_args
-        G = projections.checked_gramian(task_grads, task_losses, num_tasks, presummed, "imtl_g")
-        weights = imtl_g_weights(G, rtol)
-        new_state = ImtlGState(task_weights=projections.keep_finite(weights, state.task_weights, G))
-        return base.weighted_sum(task_grads, weights), new_state
-
-    return base.multitask_transformation(init_fn, update_fn)
+    return _bases.gramian_method(
+        num_tasks,
+        "imtl_g",
+        rule,
+        metric_mask=metric_mask,
+        heads=heads,
+        init_weights=jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32),
+    )

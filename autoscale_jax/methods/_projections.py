@@ -1,5 +1,5 @@
-"""Helpers shared by the projection and alignment methods (PCGrad, GradDrop, GradVac, IMTL-G,
-Aligned-MTL): argument checks, random task orders, coefficient-space gradient surgery and the
+"""Helpers shared by the projection and alignment methods (PCGrad, GradVac, IMTL-G,
+Aligned-MTL): random task orders, coefficient-space gradient surgery and the
 eigendecomposition of a positive semi-definite K×K matrix with a relative cut-off.
 
 Coefficient space: a modified task gradient that is a linear combination of the originals,
@@ -16,73 +16,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-
-from autoscale_jax import base, metrics
-
-
-def require_key(key: jax.Array | None, method: str) -> jax.Array:
-    """Raises a clear error when a random method is called without a PRNG key."""
-    if key is None:
-        raise ValueError(
-            f"{method} is random and needs a PRNG key: call "
-            f"update(task_grads, state, params, key=jax.random.key(step)) with a fresh key each "
-            "step (multitask_train_step passes its `key=` argument through)."
-        )
-    return key
-
-
-def reject_presummed(presummed: bool, method: str) -> None:
-    """Gradient-space methods cannot work on an already combined gradient."""
-    if presummed:
-        raise ValueError(
-            f"{method} needs the per-task gradients (it has no fast path); it cannot update from "
-            "a presummed gradient."
-        )
-
-
-def check_update_call(
-    task_grads: Any, task_losses: Any, num_tasks: int, presummed: bool, method: str
-) -> None:
-    """The argument checks every gradient-space ``update`` starts with."""
-    reject_presummed(presummed, method)
-    base.check_task_gradients(task_grads, num_tasks)
-    base.check_task_losses(task_losses, num_tasks, required=False)
-
-
-def checked_gramian(
-    task_grads: Any, task_losses: Any, num_tasks: int, presummed: bool, method: str
-) -> jax.Array:
-    """Checks an ``update`` call (see :func:`check_update_call`) and returns the Gramian."""
-    check_update_call(task_grads, task_losses, num_tasks, presummed, method)
-    return metrics.gramian(task_grads)
-
-
-def checked_gramian_and_orders(
-    task_grads: Any,
-    task_losses: Any,
-    key: jax.Array | None,
-    num_tasks: int,
-    presummed: bool,
-    method: str,
-) -> tuple[jax.Array, jax.Array]:
-    """For the random surgery methods: checks the call (a key is required) and returns the
-    Gramian and this step's visiting orders (see :func:`random_task_orders`)."""
-    key = require_key(key, method)
-    G = checked_gramian(task_grads, task_losses, num_tasks, presummed, method)
-    return G, random_task_orders(key, num_tasks)
-
-
-def keep_finite(new: jax.Array, previous: jax.Array, G: jax.Array) -> jax.Array:
-    """``new`` (cast to the previous dtype), or ``previous`` when ``new`` or the Gramian is not
-    finite.
-
-    Why: a non-finite Gramian (a NaN or inf gradient) must not poison the state, even where
-    NaN comparisons happen to give finite numbers; the update itself still carries the
-    non-finite gradient, so the step is not silently repaired.
-    """
-    new = new.astype(previous.dtype)
-    finite = jnp.all(jnp.isfinite(new)) & jnp.all(jnp.isfinite(G))
-    return jnp.where(finite, new, previous)
 
 
 def random_task_orders(key: jax.Array, num_tasks: int) -> jax.Array:

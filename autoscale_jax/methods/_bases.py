@@ -1,0 +1,392 @@
+"""One base per method family: the ``init``/``update`` skeleton every method shares.
+
+A method supplies only its rule; the base does the checks, the finite-state guard, the
+combination of the task gradients and the fast path:
+
+- :func:`gramian_method`: weights from the K×K Gramian of the task gradients (MGDA, CAGrad,
+  UPGrad, Nash-MTL, IMTL-G, Aligned-MTL, ...), including the *gradient surgery* methods that
+  draw a random order each step (PCGrad, GradVac: ``needs_key=True``). Every method of this
+  family accepts ``metric_mask`` (which leaves the Gramian sees) and ``heads`` (whether the
+  task heads get the weighted or their own plain gradient).
+- :func:`loss_weighting`: weights from the losses and the method's own state (UW, DWA, RLW,
+  FAMO, ...): never needs per-task gradients, so its fast path is one backward pass.
+- :func:`stacked_gradient_method`: the general form, for methods that act on the stacked
+  gradients element by element (GradDrop, TrimmedMean) or keep gradient-sized memory.
+
+A rule returns a :class:`Proposal`; the base applies it only when it and the Gramian are
+finite, otherwise it keeps the previous weights and memory (the update still carries the
+non-finite gradients, so nothing is silently repaired).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from autoscale_jax import base, metrics
+
+HEADS = ("weighted", "plain")
+
+
+class Proposal(NamedTuple):
+    """What a rule proposes for one step.
+
+    Attributes:
+      weights: [K] task weights for this step's update.
+      memory: the method's own state for the next step (``()`` when it has none).
+      iterations: iterations its solver used (0 without a solver).
+      converged: whether its solver met its tolerance (True without a solver).
+    """
+
+    weights: jax.Array
+    memory: Any = ()
+    iterations: Any = 0
+    converged: Any = True
+
+
+class GramianMethodState(NamedTuple):
+    """State of every :func:`gramian_method`.
+
+    Attributes:
+      task_weights: [K] float32 weights applied at the latest step.
+      solver_iterations: int32 iterations of the latest solve.
+      solver_converged: bool, whether the latest proposal was finite and its solver converged
+        (False before the first solve).
+      step: int32 updates so far.
+      memory: the method's own state (e.g. GradVac's targets; ``()`` when none).
+    """
+
+    task_weights: jax.Array
+    solver_iterations: jax.Array
+    solver_converged: jax.Array
+    step: jax.Array
+    memory: Any
+
+
+# rule(G, losses or None, key or None, memory) -> Proposal
+GramianRule = Callable[[jax.Array, Any, Any, Any], Proposal]
+# gramian_fn(task_grads, extra_args) -> G, for methods that measure elsewhere (MGDA-UB)
+GramianFn = Callable[[Any, dict], jax.Array]
+
+
+def require_key(key: jax.Array | None, method: str) -> jax.Array:
+    """Raises a clear error when a random method is called without a PRNG key."""
+    if key is None:
+        raise ValueError(
+            f"{method} is random and needs a PRNG key: call "
+            f"update(task_grads, state, params, key=jax.random.key(step)) with a fresh key each "
+            "step (multitask_train_step passes its `key=` argument through)."
+        )
+    return key
+
+
+def reject_presummed(method: str) -> None:
+    """Methods that need per-task gradients cannot work on an already combined gradient."""
+    raise ValueError(
+        f"{method} needs the per-task gradients (it has no fast path here); it cannot update "
+        "from a presummed gradient."
+    )
+
+
+def keep_if_finite(new: Any, previous: Any, finite: jax.Array) -> Any:
+    """``new`` (in the previous dtypes) where ``finite``, else ``previous``, leaf by leaf."""
+    return jax.tree.map(
+        lambda n, p: jnp.where(finite, jnp.asarray(n).astype(p.dtype), p), new, previous
+    )
+
+
+def all_finite(*trees: Any) -> jax.Array:
+    """Whether every leaf of every tree is finite (True for empty trees)."""
+    leaves = [jnp.all(jnp.isfinite(x)) for t in trees for x in jax.tree.leaves(t)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def work_dtype(G: jax.Array) -> Any:
+    """The dtype weights are applied in: the Gramian's, at least float32."""
+    return jnp.promote_types(G.dtype, jnp.float32)
+
+
+def check_heads(heads: str) -> None:
+    if heads not in HEADS:
+        raise ValueError(f"Unknown heads {heads!r}; choose one of {HEADS}.")
+
+
+def aggregation_mask(metric_mask: metrics.MetricMask, heads: str) -> metrics.MetricMask:
+    """The leaves a method measures and weights: with ``heads="plain"`` the shared ones."""
+    if heads == "plain" and metric_mask is None:
+        return "shared"
+    return metric_mask
+
+
+def combine_heads(task_grads: Any, weights: jax.Array, shared: Any) -> Any:
+    """``Σ_k w_k g_k`` on shared leaves and ``Σ_k g_k`` elsewhere.
+
+    A head leaf has a nonzero gradient for its own task only, so ``Σ_k g_k`` is that task's
+    plain gradient: the head trains on its own loss, as TorchJD's ``mtl_backward`` does.
+    """
+
+    def leaf(g: jax.Array, keep: Any) -> jax.Array:
+        weighted = jnp.tensordot(weights.astype(g.dtype), g, axes=1)
+        if keep is True:
+            return weighted
+        plain = jnp.sum(g, axis=0)
+        return plain if keep is False else jnp.where(keep, weighted, plain)
+
+    return jax.tree.map(leaf, task_grads, shared)
+
+
+def stacked_gradient_method(
+    num_tasks: int,
+    name: str,
+    init_state: Callable[[Any], Any],
+    aggregate: Callable[[Any, Any, Any, Any, dict], tuple[Any, Any]],
+    *,
+    needs_key: bool = False,
+    losses_required: bool = False,
+    presummed_update: Callable[[Any, Any, Any, Any], tuple[Any, Any]] | None = None,
+    fast_path: base.FastPath | None = None,
+) -> base.MultiTaskTransformation:
+    """The general base: checks the call, then ``aggregate`` combines the stacked gradients.
+
+    Args:
+      num_tasks: K >= 2 (already checked by the caller or checked here).
+      name: the method's registry name, for error messages.
+      init_state: ``params -> state`` (most methods ignore the parameters).
+      aggregate: ``(task_grads, state, losses, key, extra_args) -> (update, state)``; the
+        gradients are checked (leading axis K), ``losses`` is the checked [K] float32 array or
+        None, ``key`` is checked when ``needs_key``.
+      needs_key: whether ``update`` requires ``key=``.
+      losses_required: whether ``update`` requires ``task_losses=``.
+      presummed_update: ``(combined_gradient, state, losses, key) -> (update, state)`` for the
+        steps the fast path serves; without it a presummed call is rejected.
+      fast_path: the :class:`~autoscale_jax.base.FastPath`, if any.
+
+    Returns:
+      A :class:`~autoscale_jax.base.MultiTaskTransformation`.
+    """
+    num_tasks = base.check_num_tasks(num_tasks)
+
+    def init_fn(params: Any) -> Any:
+        return init_state(params)
+
+    def update_fn(
+        task_grads: Any,
+        state: Any,
+        params: Any = None,
+        *,
+        task_losses: jax.Array | None = None,
+        key: jax.Array | None = None,
+        presummed: bool = False,
+        **extra_args: Any,
+    ) -> tuple[Any, Any]:
+        del params
+        if presummed and presummed_update is None:
+            reject_presummed(name)
+        losses = base.check_task_losses(task_losses, num_tasks, required=losses_required)
+        if losses is not None:
+            losses = metrics.at_least_float32(losses)
+        if needs_key:
+            key = require_key(key, name)
+        if presummed:
+            return presummed_update(task_grads, state, losses, key)
+        base.check_task_gradients(task_grads, num_tasks)
+        return aggregate(task_grads, state, losses, key, extra_args)
+
+    return base.multitask_transformation(init_fn, update_fn, fast_path)
+
+
+def gramian_method(
+    num_tasks: int,
+    name: str,
+    rule: GramianRule,
+    *,
+    metric_mask: metrics.MetricMask = None,
+    heads: str = "weighted",
+    needs_key: bool = False,
+    losses_required: bool = False,
+    update_every: int = 1,
+    init_memory: Any = (),
+    init_weights: jax.Array | None = None,
+    gramian_fn: GramianFn | None = None,
+) -> base.MultiTaskTransformation:
+    """A method whose weights are a function of the task Gramian ``G = J Jᵀ`` each step.
+
+    The update is ``Σ_k w_k g_k`` with ``w = rule(G, losses, key, memory).weights``. The
+    rule never sees the P parameters, only the K×K Gramian (on the leaves ``metric_mask``
+    selects), so every method of the family costs one Gramian plus a K-dimensional problem.
+
+    Args:
+      num_tasks: K >= 2.
+      name: the registry name, for error messages.
+      rule: ``(G, losses, key, memory) -> Proposal``.
+      metric_mask: the leaves the Gramian sees (``None``: all; ``"shared"``: leaves where two
+        or more tasks have a nonzero gradient; a pytree of bools or a predicate, see
+        :func:`autoscale_jax.metrics.resolve_mask`).
+      heads: ``"weighted"``: every leaf gets ``Σ_k w_k g_k``; ``"plain"``: only the shared
+        leaves (``metric_mask``, default ``"shared"``) are measured and weighted, every other
+        leaf gets ``Σ_k g_k`` (each task head its own gradient, TorchJD's ``mtl_backward``).
+      needs_key: whether ``update`` requires ``key=`` (the rule then gets it).
+      losses_required: whether ``update`` requires ``task_losses=``.
+      update_every: solve every this many steps and reuse the weights in between; then the
+        steps in between need no per-task gradients (a fast path). A static int >= 1.
+      init_memory: the rule's memory before the first step.
+      init_weights: [K] weights before the first step (default ones).
+      gramian_fn: ``(task_grads, extra_args) -> G`` to measure elsewhere (MGDA-UB).
+
+    Returns:
+      A :class:`~autoscale_jax.base.MultiTaskTransformation` with a
+      :class:`GramianMethodState`.
+    """
+    num_tasks = base.check_num_tasks(num_tasks)
+    check_heads(heads)
+    if not isinstance(update_every, int) or update_every < 1:
+        raise ValueError(
+            f"update_every must be a positive Python int, got {update_every!r}. Under "
+            "optax.inject_hyperparams pass static_args=('num_tasks', 'update_every')."
+        )
+    measured = aggregation_mask(metric_mask, heads)
+    if init_weights is None:
+        init_weights = jnp.ones((num_tasks,), jnp.float32)
+
+    def init_state(params: Any) -> GramianMethodState:
+        del params
+        return GramianMethodState(
+            task_weights=jnp.asarray(init_weights, jnp.float32),
+            solver_iterations=jnp.zeros((), jnp.int32),
+            solver_converged=jnp.zeros((), bool),
+            step=jnp.zeros((), jnp.int32),
+            memory=init_memory,
+        )
+
+    def solve(state: GramianMethodState, G: jax.Array, losses: Any, key: Any) -> tuple:
+        """``(weights to apply, next state)``; the applied weights keep the solver's dtype."""
+        proposal = rule(G, losses, key, state.memory)
+        finite = all_finite(G, proposal.weights, proposal.memory)
+        applied = jnp.where(finite, proposal.weights, state.task_weights).astype(work_dtype(G))
+        return applied, state._replace(
+            task_weights=keep_if_finite(proposal.weights, state.task_weights, finite),
+            solver_iterations=jnp.asarray(proposal.iterations, jnp.int32),
+            solver_converged=finite & jnp.asarray(proposal.converged, bool),
+            memory=keep_if_finite(proposal.memory, state.memory, finite),
+        )
+
+    def aggregate(task_grads: Any, state: GramianMethodState, losses: Any, key: Any, extra: dict):
+        if gramian_fn is None:
+            G = metrics.gramian(task_grads, measured)
+        else:
+            G = gramian_fn(task_grads, extra)
+        if update_every == 1:
+            weights, new_state = solve(state, G, losses, key)
+        else:
+            weights, new_state = jax.lax.cond(
+                state.step % update_every == 0,
+                lambda: solve(state, G, losses, key),
+                lambda: (state.task_weights.astype(work_dtype(G)), state),
+            )
+        new_state = new_state._replace(step=state.step + 1)
+        if heads == "plain":
+            return combine_heads(task_grads, weights, resolve(task_grads)), new_state
+        return base.weighted_sum(task_grads, weights), new_state
+
+    def resolve(task_grads: Any) -> Any:
+        return metrics.resolve_mask(task_grads, measured)
+
+    def is_solve_step(state: GramianMethodState) -> jax.Array:
+        return state.step % update_every == 0
+
+    def presummed_update(combined: Any, state: GramianMethodState, losses: Any, key: Any) -> tuple:
+        del losses, key
+        # Between solves the fast path applied the stored weights; at a solve step it would
+        # have used stale ones, so the update is poisoned instead of silently wrong.
+        poison = jnp.where(is_solve_step(state), jnp.nan, 1.0)
+        update = jax.tree.map(lambda g: g * poison.astype(g.dtype), combined)
+        return update, state._replace(step=state.step + 1)
+
+    fast_path = None
+    if update_every > 1 and heads == "weighted":
+        fast_path = base.FastPath(
+            needs_task_gradients=is_solve_step,
+            weights=lambda state, task_losses, key: state.task_weights,
+        )
+    return stacked_gradient_method(
+        num_tasks,
+        name,
+        init_state,
+        aggregate,
+        needs_key=needs_key,
+        losses_required=losses_required,
+        presummed_update=presummed_update if fast_path is not None else None,
+        fast_path=fast_path,
+    )
+
+
+# step(state, losses, key) -> (weights, next state); losses float32 [K], key checked or None
+LossStep = Callable[[Any, jax.Array, Any], tuple[jax.Array, Any]]
+
+
+def loss_weighting(
+    num_tasks: int,
+    name: str,
+    init_state: Callable[[], Any],
+    step: LossStep,
+    *,
+    needs_key: bool = False,
+    losses_required: bool = True,
+) -> base.MultiTaskTransformation:
+    """A method whose weights come from the losses and its own state, never from gradients.
+
+    ``step(state, losses, key) -> (weights, next_state)`` runs once per update; the update is
+    ``Σ_k w_k g_k``. Its fast path calls the same ``step`` for the weights, so
+    :func:`autoscale_jax.train.multitask_train_step` computes ``∇ Σ_k w_k L_k`` with one
+    backward pass and the two paths agree exactly. Non-finite weights are never stored: the
+    previous weights are applied and kept (non-finite gradients still reach the update).
+
+    Args:
+      num_tasks: K >= 2.
+      name: the registry name, for error messages.
+      init_state: ``() -> state``, a NamedTuple with a ``task_weights`` field.
+      step: the rule (see above); ``losses`` is None when they are optional and absent.
+      needs_key: whether ``update`` requires ``key=``.
+      losses_required: whether ``update`` requires ``task_losses=``.
+
+    Returns:
+      A :class:`~autoscale_jax.base.MultiTaskTransformation` with a fast path that never
+      needs task gradients.
+    """
+    num_tasks = base.check_num_tasks(num_tasks)
+
+    def finite_step(state: Any, losses: Any, key: Any) -> tuple[jax.Array, Any]:
+        if needs_key:
+            key = require_key(key, name)
+        if losses_required:
+            losses = base.check_task_losses(losses, num_tasks)
+        if losses is not None:
+            losses = metrics.at_least_float32(jnp.asarray(losses))
+        weights, next_state = step(state, losses, key)
+        weights = keep_if_finite(weights, state.task_weights, all_finite(weights))
+        return weights, next_state._replace(task_weights=weights)
+
+    def aggregate(task_grads: Any, state: Any, losses: Any, key: Any, extra: dict) -> tuple:
+        del extra
+        weights, next_state = finite_step(state, losses, key)
+        return base.weighted_sum(task_grads, weights), next_state
+
+    def presummed_update(combined: Any, state: Any, losses: Any, key: Any) -> tuple:
+        # The fast path already computed ∇ Σ_k w_k L_k with these same weights.
+        return combined, finite_step(state, losses, key)[1]
+
+    return stacked_gradient_method(
+        num_tasks,
+        name,
+        lambda params: init_state(),
+        aggregate,
+        needs_key=needs_key,
+        losses_required=losses_required,
+        presummed_update=presummed_update,
+        fast_path=base.loss_space_fast_path(
+            lambda state, task_losses, key: finite_step(state, task_losses, key)[0]
+        ),
+    )

@@ -1,0 +1,80 @@
+"""The method registry: every method's factory and what a caller must know about it.
+
+Tests, the benchmark runner and the step-time benchmarks read this table instead of keeping
+their own lists of names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from autoscale_jax.base import MultiTaskTransformation
+
+FAMILIES = ("scalarization", "loss", "gramian", "surgery", "elementwise", "wrapper")
+WEIGHT_CONVENTIONS = ("sum_to_k", "sum_to_1", "unnormalised", "as_given", "inherited", "none")
+CONSTRUCTORS = ("num_tasks", "weights", "method")
+
+
+class MethodInfo(NamedTuple):
+    """What the registry knows about a method.
+
+    Attributes:
+      name: the registry name (equal to its module's name).
+      factory: the function that builds it.
+      family: ``"scalarization"`` (fixed or metric-chosen linear weights), ``"loss"`` (weights
+        from losses only: one backward pass per step), ``"gramian"`` (weights from the task
+        Gramian each step), ``"surgery"`` (Gramian-space gradient surgery with a random
+        order), ``"elementwise"`` (acts on the stacked gradients entry by entry) or
+        ``"wrapper"`` (wraps another method).
+      needs_task_gradients: whether any step needs the stacked per-task gradients (AutoScale:
+        during estimation only).
+      needs_key: whether ``update`` requires ``key=``.
+      needs_losses: whether ``update`` requires ``task_losses=``.
+      weight_convention: how ``task_weights`` are scaled: ``"sum_to_k"``, ``"sum_to_1"``,
+        ``"unnormalised"``, ``"as_given"``, ``"inherited"`` (a wrapper's) or ``"none"`` (no
+        weights).
+      constructor: the required argument: ``"num_tasks"``, ``"weights"`` or ``"method"``.
+      reference: the paper, ``Authors, Title, year (arXiv id)``.
+      extra_inputs: keyword arguments of ``update`` beyond ``task_losses`` and ``key``.
+    """
+
+    name: str
+    factory: Callable[..., MultiTaskTransformation]
+    family: str
+    needs_task_gradients: bool
+    needs_key: bool
+    needs_losses: bool
+    weight_convention: str
+    constructor: str
+    reference: str
+    extra_inputs: tuple[str, ...] = ()
+
+
+def check_info(info: MethodInfo) -> MethodInfo:
+    """Validates one entry (so a typo in the table fails at import, not in a benchmark)."""
+    if info.family not in FAMILIES:
+        raise ValueError(f"{info.name}: unknown family {info.family!r}.")
+    if info.weight_convention not in WEIGHT_CONVENTIONS:
+        raise ValueError(f"{info.name}: unknown weight convention {info.weight_convention!r}.")
+    if info.constructor not in CONSTRUCTORS:
+        raise ValueError(f"{info.name}: unknown constructor {info.constructor!r}.")
+    return info
+
+
+def build(info: MethodInfo, num_tasks: int, **kwargs: Any) -> MultiTaskTransformation:
+    """Builds a method for ``num_tasks`` tasks whatever its constructor takes.
+
+    A ``"weights"`` constructor (``fixed_weights``) defaults to equal weights; a ``"method"``
+    constructor (a wrapper) needs ``method=``.
+    """
+    if info.constructor == "weights":
+        kwargs.setdefault("weights", [1.0] * num_tasks)
+        return info.factory(**kwargs)
+    if info.constructor == "method":
+        if "method" not in kwargs:
+            raise ValueError(
+                f"{info.name} wraps another method: pass method=asj.methods.get(name, ...)."
+            )
+        return info.factory(**kwargs)
+    return info.factory(num_tasks=num_tasks, **kwargs)
