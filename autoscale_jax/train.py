@@ -49,8 +49,10 @@ class TrainState(NamedTuple):
 class TrainStep(NamedTuple):
     """``init(params) -> TrainState``, ``step`` and ``one_gradient_step``.
 
-    Both steps are ``(params, state, *args, key=None) -> (new_params, new_state, losses)`` and
-    pure, so ``jax.jit`` them.
+    Both steps are ``(params, state, *args, key=None, **update_inputs) -> (new_params,
+    new_state, losses)`` and pure, so ``jax.jit`` them. ``args`` go to ``loss_fn``;
+    ``update_inputs`` to the weighting's ``update`` (the documented extra inputs of methods
+    such as SDMGrad's ``second_task_grads``, see ``asj.methods.info(name).extra_inputs``).
 
     Attributes:
       init: builds the :class:`TrainState`.
@@ -101,7 +103,11 @@ def multitask_train_step(
 
     def build_step(one_gradient_only: bool) -> Callable[..., tuple[Any, TrainState, jax.Array]]:
         def step_fn(
-            params: Any, state: TrainState, *args: Any, key: jax.Array | None = None
+            params: Any,
+            state: TrainState,
+            *args: Any,
+            key: jax.Array | None = None,
+            **update_inputs: Any,
         ) -> tuple[Any, TrainState, jax.Array]:
             # One forward pass for both branches; only the backward pass differs.
             losses, vjp_fn = jax.vjp(lambda p: loss_fn(p, *args), params)
@@ -111,14 +117,25 @@ def multitask_train_step(
                 eye = jnp.eye(losses.shape[0], dtype=losses.dtype)
                 task_grads = jacobian.stacked_vjp(vjp_fn, eye, chunk_size)
                 return weighting.update(
-                    task_grads, weighting_state, params, task_losses=losses, key=key
+                    task_grads,
+                    weighting_state,
+                    params,
+                    task_losses=losses,
+                    key=key,
+                    **update_inputs,
                 )
 
             def with_one_gradient(weighting_state: Any) -> tuple:
                 weights = fast_path.weights(weighting_state, losses, key).astype(losses.dtype)
                 (combined,) = vjp_fn(weights)
                 return weighting.update(
-                    combined, weighting_state, params, task_losses=losses, key=key, presummed=True
+                    combined,
+                    weighting_state,
+                    params,
+                    task_losses=losses,
+                    key=key,
+                    presummed=True,
+                    **update_inputs,
                 )
 
             if one_gradient_only:

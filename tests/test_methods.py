@@ -11,20 +11,24 @@ from conftest import random_jacobian
 import autoscale_jax as asj
 from autoscale_jax.bench import toy
 
-RANDOM_METHODS = {"pcgrad", "graddrop", "gradvac", "rlw"}
-WITHOUT_WEIGHTS = {"graddrop"}
+INFOS = [asj.methods.info(name) for name in asj.methods.available()]
+WITH_WEIGHTS = [i.name for i in INFOS if i.weight_convention != "none"]
+# Deterministic methods whose weights belong to tasks (fixed weights belong to positions).
+EQUIVARIANT = [i.name for i in INFOS if not i.needs_key and i.constructor == "num_tasks"]
 
 
 def build(name: str, num_tasks: int) -> asj.MultiTaskTransformation:
-    """Every registered method with default hyper-parameters."""
-    if name == "fixed_weights":
-        return asj.methods.get(name, weights=jnp.arange(1.0, num_tasks + 1))
+    """Every registered method with default hyper-parameters (wrappers wrap FAMO)."""
+    info = asj.methods.info(name)
     if name == "autoscale":
         return asj.methods.get(name, num_tasks=num_tasks, estimation_steps=2, window=1)
-    if name == "freeze":
-        return asj.methods.get(
-            name, method=asj.methods.get("famo", num_tasks=num_tasks), estimation_steps=2
-        )
+    if info.constructor == "method":
+        inner = asj.methods.get("famo", num_tasks=num_tasks)
+        if name == "freeze":
+            return asj.methods.get(name, method=inner, estimation_steps=2)
+        return asj.methods.get(name, method=inner)
+    if info.constructor == "weights":
+        return asj.methods.get(name, weights=jnp.arange(1.0, num_tasks + 1))
     return asj.methods.get(name, num_tasks=num_tasks)
 
 
@@ -33,68 +37,129 @@ def task_data(rng, num_tasks, dim=6):
     return grads, jnp.asarray(rng.uniform(0.5, 2.0, num_tasks), jnp.float32)
 
 
-def test_registry():
+def extra_inputs(name: str, grads: dict) -> dict:
+    """The documented extra ``update`` inputs a method needs, derived from ``grads``."""
+    wanted = asj.methods.info(name).extra_inputs
+    extra = {}
+    if "second_task_grads" in wanted:
+        extra["second_task_grads"] = jax.tree.map(lambda g: 0.5 * g + 0.1, grads)
+    if "validation_grads" in wanted:
+        extra["validation_grads"] = jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
+    return extra
+
+
+def test_registry_lists_every_method_with_valid_metadata():
     names = asj.methods.available()
-    expected = {
-        "equal_weights", "fixed_weights", "autoscale", "freeze", "gradient_norm_scaling",
-        "uncertainty_weighting", "dwa", "rlw", "scale_invariant", "gradnorm", "famo", "imtl_l",
-        "db_mtl", "mgda", "pcgrad", "graddrop", "gradvac", "cagrad", "imtl_g", "nash_mtl",
-        "aligned_mtl", "edm", "upgrad", "fairgrad",
-    }  # fmt: skip
-    assert expected <= set(names)
-    assert list(names) == sorted(names)
+    assert len(names) == len(set(names)) and list(names) == sorted(names)
+    for info in INFOS:
+        # File names equal registry names (the scalarization transforms live in transform.py).
+        module = info.factory.__module__
+        assert module.endswith("." + info.name) or module == "autoscale_jax.transform", module
+        assert info.reference, info.name
+        if info.family == "loss":
+            assert not info.needs_task_gradients, info.name
+        if info.family in ("gramian", "surgery", "elementwise"):
+            assert info.needs_task_gradients, info.name
     with pytest.raises(ValueError, match=r"Unknown method 'nash'.*available: aligned_mtl"):
         asj.methods.get("nash", num_tasks=2)
     assert asj.methods.pcgrad(num_tasks=2).init(None).task_weights.shape == (2,)
 
 
 @pytest.mark.parametrize("name", asj.methods.available())
+def test_metadata_matches_behaviour(rng, name):
+    """needs_key / needs_losses / needs_task_gradients say what the method really requires."""
+    info = asj.methods.info(name)
+    tx = build(name, 3)
+    params = {"w": jnp.zeros(6)}
+    grads, losses = task_data(rng, 3)
+    extra = extra_inputs(name, grads)
+    key = jax.random.PRNGKey(0)
+    tx.update(grads, tx.init(params), params, task_losses=losses, key=key, **extra)
+    if info.needs_key:
+        with pytest.raises(ValueError, match="key"):
+            tx.update(grads, tx.init(params), params, task_losses=losses, **extra)
+    if info.needs_losses:
+        with pytest.raises(ValueError, match="task losses"):
+            tx.update(grads, tx.init(params), params, key=key, **extra)
+    fast_path = tx.fast_path
+    if info.constructor == "method":
+        return  # a wrapper needs what its inner method needs
+    if not info.needs_task_gradients:
+        assert fast_path is not None and fast_path.needs_task_gradients(tx.init(params)) is False
+    elif fast_path is not None:  # AutoScale, freeze and update_every methods: first step needs them
+        assert bool(fast_path.needs_task_gradients(tx.init(params)))
+
+
+@pytest.mark.parametrize("name", asj.methods.available())
 def test_contract_jit_once_shapes_and_weights(rng, name):
     tx = build(name, 3)
     params = {"w": jnp.zeros(6)}
-    update = jax.jit(lambda g, s, losses, key: tx.update(g, s, params, task_losses=losses, key=key))
+
+    @jax.jit
+    def update(g, s, losses, key, extra):
+        return tx.update(g, s, params, task_losses=losses, key=key, **extra)
+
     state = tx.init(params)
     for step in range(4):  # crosses the phase switch of autoscale and freeze
         grads, losses = task_data(rng, 3)
-        updates, state = update(grads, state, losses, jax.random.PRNGKey(step))
+        updates, state = update(
+            grads, state, losses, jax.random.PRNGKey(step), extra_inputs(name, grads)
+        )
         assert updates["w"].shape == (6,)
         assert np.all(np.isfinite(updates["w"]))
+        # The state keeps its tree and shapes across steps (no growth, no dtype drift).
+        assert jax.tree.structure(state) == jax.tree.structure(tx.init(params))
+        jax.tree.map(
+            lambda a, b: (a.shape, a.dtype) == (b.shape, b.dtype) or pytest.fail(name),
+            state,
+            tx.init(params),
+        )
     assert update._cache_size() == 1
-    if name not in WITHOUT_WEIGHTS:
+    if name in WITH_WEIGHTS:
         weights = asj.task_weights(state)
         assert weights.shape == (3,) and np.all(np.isfinite(weights))
+    else:
+        with pytest.raises(ValueError, match="task_weights"):
+            asj.task_weights(state)
 
 
-@pytest.mark.parametrize("name", sorted(set(asj.methods.available()) - {"fixed_weights", "freeze"}))
+@pytest.mark.parametrize("name", [i.name for i in INFOS if i.constructor == "num_tasks"])
 def test_contract_rejects_bad_input(name):
     with pytest.raises(ValueError, match="at least 2"):
         build(name, 1)
     tx = build(name, 3)
     params = {"w": jnp.zeros(4)}
+    grads = {"w": jnp.ones((2, 4))}
     with pytest.raises(ValueError, match="leading task axis of size 3"):
         tx.update(
-            {"w": jnp.ones((2, 4))},
+            grads,
             tx.init(params),
             params,
             task_losses=jnp.ones(3),
             key=jax.random.PRNGKey(0),
+            **extra_inputs(name, {"w": jnp.ones((3, 4))}),
         )
 
 
-# fixed weights are tied to task positions by definition
-@pytest.mark.parametrize(
-    "name", sorted(set(asj.methods.available()) - RANDOM_METHODS - {"fixed_weights"})
-)
-def test_permuting_tasks_leaves_the_first_update_unchanged(rng, name):
+@pytest.mark.parametrize("name", EQUIVARIANT)
+def test_permuting_tasks_permutes_weights_and_keeps_the_update(rng, name):
     grads, losses = task_data(rng, 3)
     perm = np.array([2, 0, 1])
     params = {"w": jnp.zeros(6)}
+    permuted = {"w": grads["w"][perm]}
     tx = build(name, 3)
-    out, _ = tx.update(grads, tx.init(params), params, task_losses=losses)
-    out_p, _ = tx.update({"w": grads["w"][perm]}, tx.init(params), params, task_losses=losses[perm])
+    out, state = tx.update(
+        grads, tx.init(params), params, task_losses=losses, **extra_inputs(name, grads)
+    )
+    out_p, state_p = tx.update(
+        permuted, tx.init(params), params, task_losses=losses[perm], **extra_inputs(name, permuted)
+    )
     np.testing.assert_allclose(
         out_p["w"], out["w"], rtol=2e-3, atol=1e-4 * float(jnp.abs(out["w"]).max())
     )
+    if name in WITH_WEIGHTS:
+        w, w_p = np.asarray(asj.task_weights(state)), np.asarray(asj.task_weights(state_p))
+        np.testing.assert_allclose(w_p, w[perm], rtol=2e-3, atol=1e-5 * np.abs(w).max())
 
 
 @pytest.mark.parametrize("name", ["cagrad", "nash_mtl", "imtl_g", "edm", "famo"])

@@ -12,16 +12,25 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
 from autoscale_jax.bench.datasets import TaskSpec
 
-__all__ = ["METRIC_NAMES", "delta_m", "flatten_metrics", "mean_rank", "task_metrics"]
+__all__ = [
+    "CONVENTIONS",
+    "METRIC_NAMES",
+    "delta_m",
+    "delta_m_both",
+    "flatten_metrics",
+    "mean_rank",
+    "task_metrics",
+]
 
 METRIC_NAMES = ("accuracy", "f1", "mse", "mae")
-_CONVENTIONS = ("per_metric", "per_task")
+CONVENTIONS = ("per_metric", "per_task")
 
 
 def _align(predictions: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -209,8 +218,8 @@ def delta_m(
     Uniform Loss vs. Specialized Optimization: A Comparative Analysis in Multi-Task Learning,
     2025.
     """
-    if convention not in _CONVENTIONS:
-        raise ValueError(f"convention must be one of {_CONVENTIONS}, got {convention!r}")
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     keys = list(metrics) if isinstance(metrics, Mapping) else None
     values = _as_vector(metrics, keys, "metrics").astype(np.float64)
     base = _as_vector(baseline, keys, "baseline").astype(np.float64)
@@ -239,6 +248,34 @@ def delta_m(
         for task in dict.fromkeys(owners)
     ]
     return float(np.mean(per_task))
+
+
+def delta_m_both(
+    tasks: Sequence[TaskSpec],
+    values: Sequence[Mapping[str, float]],
+    baseline: Sequence[Mapping[str, float]],
+) -> dict[str, float]:
+    """Δm% in both conventions (positive = better than the single-task baselines).
+
+    Args:
+      tasks: the dataset's tasks.
+      values: the multi-task model's per-task metric dicts.
+      baseline: the single-task baselines' per-task metric dicts.
+
+    Returns:
+      ``{"per_metric": ..., "per_task": ...}`` (see :func:`delta_m`); NaN when a metric of
+      ``values`` is not finite.
+
+    Example:
+      >>> spec = TaskSpec("t", "regression", 1, ("mae",), (False,))
+      >>> delta_m_both([spec], [{"mae": 0.5}], [{"mae": 0.5}])
+      {'per_metric': 0.0, 'per_task': 0.0}
+    """
+    flat, better, owner = flatten_metrics(tasks, values)
+    base, _, _ = flatten_metrics(tasks, baseline)
+    if not np.all(np.isfinite(flat)):
+        return dict.fromkeys(CONVENTIONS, math.nan)
+    return {c: delta_m(flat, base, better, convention=c, task_of_metric=owner) for c in CONVENTIONS}
 
 
 def _average_ranks(column: np.ndarray) -> np.ndarray:

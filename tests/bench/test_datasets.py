@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from autoscale_jax.bench import datasets
+from autoscale_jax.bench.datasets import _multi_fashion, _multi_mnist, _qm9, _yeast
 
 SMALL = {"num_train": 300, "num_validation": 100, "num_test": 100}
 SPLITS = ("train", "validation", "test")
@@ -82,7 +83,7 @@ def test_multi_mnist_classify_both_and_image_layout():
 
 def test_multi_mnist_is_cached_and_deterministic(mnist_data):
     assert datasets.multi_mnist(**SMALL) is mnist_data
-    rebuilt = datasets._multi_mnist_cached.__wrapped__(
+    rebuilt = _multi_mnist._multi_mnist_cached.__wrapped__(
         "classify_reconstruct", 300, 100, 100, 28, 14, True, 0
     )
     assert_same_dataset(rebuilt, mnist_data)
@@ -171,8 +172,8 @@ def test_idx_reader_roundtrip(tmp_path):
     plain.write_bytes(header + array.tobytes())
     packed = tmp_path / "x-idx3-ubyte.gz"
     packed.write_bytes(gzip.compress(header + array.tobytes()))
-    np.testing.assert_array_equal(datasets._read_idx(str(plain)), array)
-    np.testing.assert_array_equal(datasets._read_idx(str(packed)), array)
+    np.testing.assert_array_equal(_multi_fashion._read_idx(str(plain)), array)
+    np.testing.assert_array_equal(_multi_fashion._read_idx(str(packed)), array)
 
 
 @pytest.mark.skipif(not _fashion_available(), reason="apt-get install dataset-fashion-mnist")
@@ -225,7 +226,7 @@ def test_qm9_shapes_and_standardisation(qm9_data):
 def test_qm9_targets_match_raw_csv(qm9_data):
     import pandas as pd
 
-    folder = datasets._qm9pack_data_dir()
+    folder = _qm9._qm9pack_data_dir()
     raw = pd.read_csv(os.path.join(folder, "qm9_part1.csv"), nrows=3000)
     extras = qm9_data.extras
     molecule_index = extras["molecule_index"][0]
@@ -246,8 +247,8 @@ def test_qm9_targets_match_raw_csv(qm9_data):
 
 def test_qm9_deterministic_and_seeded(qm9_data):
     assert datasets.qm9(num_molecules=2000, seed=0) is qm9_data
-    rebuilt = datasets._qm9_cached.__wrapped__(
-        2000, 0, "features", 0.1, 0.1, True, datasets._qm9pack_data_dir()
+    rebuilt = _qm9._qm9_cached.__wrapped__(
+        2000, 0, "features", 0.1, 0.1, True, _qm9._qm9pack_data_dir()
     )
     assert_same_dataset(rebuilt, qm9_data)
     other = datasets.qm9(num_molecules=2000, seed=1)
@@ -339,7 +340,7 @@ def test_yeast_shapes_and_standardisation(yeast_data):
 
 def test_yeast_deterministic_and_seeded(yeast_data):
     assert datasets.yeast(seed=0) is yeast_data
-    assert_same_dataset(datasets._yeast_cached.__wrapped__(0, 0.15, 0.15), yeast_data)
+    assert_same_dataset(_yeast._yeast_cached.__wrapped__(0, 0.15, 0.15), yeast_data)
     assert not np.array_equal(datasets.yeast(seed=1).train.inputs, yeast_data.train.inputs)
 
 

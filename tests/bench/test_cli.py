@@ -1,14 +1,27 @@
-"""The autoscale-jax CLI: the smoke suite writes its files; the study; argument errors."""
+"""The autoscale-jax CLI: the smoke suite writes its files; --resume; the study; errors."""
 
 import json
-import math
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
-from autoscale_jax.bench import cli
+from autoscale_jax.bench import cli, training
+
+# Smoke suite: 2 single-task runs, 3 grid points, EW and AutoScale (gms), one seed.
+SMOKE_RUN_FILES = 7
+# What differs between two runs of the same suite: the clock.
+TIMINGS = {
+    "argv",
+    "wall_time_s",
+    "chunk_times_s",
+    "compile_time_s",
+    "mean_wall_time_s",
+    "time_vs_ew",
+    "timing_caveat",
+}
 
 
 def strict_json(path):
@@ -41,7 +54,7 @@ def test_smoke_suite_writes_json_markdown_and_plots(smoke_dir):
     for method in methods:
         assert sum(row.startswith(f"| {method} |") for row in table_rows) == 1, method
     assert "Δm% per-metric" in markdown and "Δm% per-task" in markdown
-    for name in ("weights", "metrics", "delta_m_vs_cost"):
+    for name in ("weights", "metrics", "delta_m_vs_cost", "delta_m_vs_weight_ratio"):
         path = smoke_dir / f"multi_mnist_{name}.png"
         assert path.stat().st_size > 1000
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -51,6 +64,45 @@ def test_findings_compare_autoscale_with_ew_and_the_grid(smoke_dir):
     markdown = (smoke_dir / "results.md").read_text(encoding="utf-8")
     assert "EW vs grid-searched LS" in markdown
     assert "autoscale_gms: Δm" in markdown and "vs ls_grid" in markdown
+
+
+def test_smoke_runs_are_too_short_to_time_and_the_report_says_so(smoke_dir):
+    markdown = (smoke_dir / "results.md").read_text(encoding="utf-8")
+    assert "**Timing caveat:** 7 of 7 runs were timed over less than 1 s or 50 steps" in markdown
+    (report,) = strict_json(smoke_dir / "results.json")["benchmarks"]
+    assert report["timing_caveat"].startswith("7 of 7 runs")
+
+
+def without_timings(value):
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if k not in TIMINGS}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
+def test_resume_trains_only_the_missing_run_and_gives_the_same_results(
+    smoke_dir, tmp_path, monkeypatch
+):
+    out = tmp_path / "resumed"
+    shutil.copytree(smoke_dir, out)
+    runs = out / "runs" / "multi_mnist"
+    assert len(list(runs.iterdir())) == SMOKE_RUN_FILES
+    (runs / "autoscale_gms__seed0.json").unlink()
+    trained = []
+    train = training.run
+
+    def counting_run(benchmark, config, **options):
+        trained.append((config.label, options["seed"]))
+        return train(benchmark, config, **options)
+
+    monkeypatch.setattr(training, "run", counting_run)
+    with pytest.warns(UserWarning, match="mostly noise"):
+        assert cli.main(["bench", "--smoke", "--resume", "--no-plots", "--out", str(out)]) == 0
+    assert trained == [("autoscale_gms", 0)]
+    assert (runs / "autoscale_gms__seed0.json").is_file()
+    resumed = without_timings(strict_json(out / "results.json"))
+    assert resumed == without_timings(strict_json(smoke_dir / "results.json"))
 
 
 def test_study_writes_json_markdown_and_scatter(tmp_path):
@@ -69,12 +121,6 @@ def test_unknown_method_is_an_error_listing_the_choices(tmp_path):
     with pytest.raises(SystemExit, match="unknown method"):
         cli.main(["bench", "--smoke", "--methods", "nope", "--out", str(tmp_path)])
     assert not os.path.exists(tmp_path / "results.json")
-
-
-def test_to_jsonable_makes_strict_json():
-    payload = cli.to_jsonable({"a": (1.0, math.nan), "b": {3: math.inf}})
-    assert payload == {"a": [1.0, None], "b": {"3": None}}
-    json.dumps(payload, allow_nan=False)
 
 
 def test_module_entry_point_prints_usage_without_a_command():

@@ -1,0 +1,173 @@
+"""A benchmark: a named dataset, the model trained on it, Adam's learning rate, and the cache
+its runs share (device data, jitted functions, compiled trainers).
+
+Example:
+  >>> bench = load_benchmark("multi_mnist", dataset_options={"num_train": 512})
+  >>> bench.num_tasks
+  2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+from autoscale_jax.bench import datasets
+from autoscale_jax.bench.datasets import MultiTaskDataset
+
+__all__ = [
+    "Benchmark",
+    "BenchmarkCache",
+    "BenchmarkFunctions",
+    "MethodKey",
+    "TrainerKey",
+    "load_benchmark",
+]
+
+
+class MethodKey(NamedTuple):
+    """Which compiled trainer a method uses.
+
+    Attributes:
+      name: registry name (``"fixed_weights"`` for every fixed weighting, EW included: their
+        weights are a traced argument, so they share one compile).
+      options: ``repr`` of the sorted method options (empty for fixed weights).
+    """
+
+    name: str
+    options: str
+
+
+class TrainerKey(NamedTuple):
+    """A compiled training chunk is specific to a method and to its argument shapes."""
+
+    method: MethodKey
+    chunk_length: int
+    batch_size: int
+
+
+class BenchmarkFunctions(NamedTuple):
+    """What every run on a benchmark uses, built once.
+
+    Attributes:
+      loss_fn: ``loss_fn(params, batch) -> losses [K]``.
+      predict: jitted ``predict(params, inputs) -> per-task outputs``.
+      probe: jitted ``probe(params, weights, batch) -> TaskMetrics`` of the shared trunk.
+      data: the training split on the device, ``(inputs, targets)``.
+      probe_batch: the fixed training batch the probe measures on.
+    """
+
+    loss_fn: Callable
+    predict: Callable
+    probe: Callable
+    data: tuple
+    probe_batch: tuple
+
+
+@dataclasses.dataclass
+class BenchmarkCache:
+    """The cache of one benchmark: its functions (built on first use) and compiled trainers."""
+
+    functions: BenchmarkFunctions | None = None
+    trainers: dict[TrainerKey, Callable] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    """A dataset, the model trained on it and the optimiser's learning rate.
+
+    Attributes:
+      name: benchmark name (a :func:`datasets.load` name).
+      dataset: the data.
+      model_options: keyword options of :func:`models.build_model`.
+      learning_rate: Adam's learning rate.
+      note: what the benchmark shows (e.g. "does-no-harm, not discriminating").
+      dataset_options: the loader's keyword arguments the dataset was built with.
+      cache: what every run on it shares (not part of equality).
+    """
+
+    name: str
+    dataset: MultiTaskDataset
+    model_options: Mapping[str, Any]
+    learning_rate: float
+    note: str
+    dataset_options: Mapping[str, Any] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    cache: BenchmarkCache = dataclasses.field(
+        default_factory=BenchmarkCache, compare=False, repr=False
+    )
+
+    @property
+    def num_tasks(self) -> int:
+        """K, the number of tasks."""
+        return len(self.dataset.tasks)
+
+
+_BENCHMARK_DEFAULTS: dict[str, tuple[dict, dict, float, str]] = {
+    "multi_mnist": (
+        {"variant": "classify_reconstruct"},
+        {"trunk_sizes": (256, 128)},
+        1e-3,
+        "discriminating: classify the left digit (CE) + reconstruct the right one (MSE); equal "
+        "weights are far from the best fixed weights",
+    ),
+    "multi_fashion": (
+        {"variant": "classify_reconstruct"},
+        {"trunk_sizes": (256, 128)},
+        1e-3,
+        "mixed CE + MSE pair on Fashion-MNIST items (same construction as multi_mnist)",
+    ),
+    "yeast": (
+        {},
+        {"trunk_sizes": (128,)},
+        1e-3,
+        "does-no-harm, not discriminating: 14 binary tasks where equal weights were as good as "
+        "any weighting",
+    ),
+    "qm9": (
+        {"representation": "graph", "num_molecules": 6000},
+        {"width": 16, "num_interactions": 2},
+        1e-3,
+        "11 regression targets, small message-passing net on a 6k-molecule subset (far from "
+        "the published budget: hundreds of epochs on 110k molecules)",
+    ),
+}
+
+
+def load_benchmark(
+    name: str,
+    *,
+    dataset_options: Mapping[str, Any] | None = None,
+    model_options: Mapping[str, Any] | None = None,
+    learning_rate: float | None = None,
+) -> Benchmark:
+    """Loads a named benchmark with its default model and learning rate.
+
+    Args:
+      name: ``"multi_mnist"`` (classify-reconstruct variant), ``"multi_fashion"``, ``"yeast"``
+        or ``"qm9"`` (graph representation, small message-passing net).
+      dataset_options: overrides of the loader's keyword arguments (e.g. ``num_train``).
+      model_options: overrides of the model's keyword arguments (e.g. ``trunk_sizes``).
+      learning_rate: overrides the default Adam learning rate.
+
+    Returns:
+      A :class:`Benchmark`.
+
+    Raises:
+      ValueError: for an unknown name; ImportError / FileNotFoundError when data are absent.
+    """
+    if name not in _BENCHMARK_DEFAULTS:
+        raise ValueError(f"Unknown benchmark {name!r}; available: {tuple(_BENCHMARK_DEFAULTS)}.")
+    data_defaults, model_defaults, rate, note = _BENCHMARK_DEFAULTS[name]
+    data_options = {**data_defaults, **(dataset_options or {})}
+    return Benchmark(
+        name=name,
+        dataset=datasets.load(name, **data_options),
+        model_options=MappingProxyType({**model_defaults, **(model_options or {})}),
+        learning_rate=rate if learning_rate is None else float(learning_rate),
+        note=note,
+        dataset_options=MappingProxyType(data_options),
+    )

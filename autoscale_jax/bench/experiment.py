@@ -1,0 +1,157 @@
+"""Everything on one benchmark: single-task baselines, the LS grid and every method on every
+seed, summarised into a :class:`BenchmarkReport` (one table row per method).
+
+Example:
+  >>> report = run_benchmark(bench, default_methods(2, 800), steps=800,
+  ...                        weight_grid=ls_weight_grid(2, 9))
+  >>> [s.method for s in report.summaries][:3]
+  ['single_task', 'ls_grid', 'ew']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from autoscale_jax.bench.baselines import single_task_baselines, single_task_row_run
+from autoscale_jax.bench.benchmark import Benchmark
+from autoscale_jax.bench.grid import grid_info, grid_search
+from autoscale_jax.bench.method_config import MethodConfig
+from autoscale_jax.bench.run_result import Baselines, RunResult
+from autoscale_jax.bench.run_store import RunStore
+from autoscale_jax.bench.seeds import ProgressFn, no_progress, run_seeds
+from autoscale_jax.bench.summary import (
+    MethodSummary,
+    summarize,
+    timing_caveat,
+    with_costs_and_ranks,
+)
+
+__all__ = ["BenchmarkReport", "run_benchmark"]
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkReport:
+    """Everything :func:`run_benchmark` measured on one benchmark.
+
+    Attributes:
+      benchmark, note, description: what was run.
+      tasks: ``[(task name, metrics, higher_is_better)]``.
+      budget: steps, batch size, eval_every, seeds, grid size.
+      baselines: single-task baselines.
+      summaries: table rows (single-task baseline first, then EW, grid LS, methods).
+      grid: the LS grid search (see :func:`grid.grid_info`); empty without one.
+      runs: every run (baselines, grid points, methods).
+      failures: ``{method: error message}`` for methods that could not run.
+      timing_caveat: why the wall times mean little (runs too short), None when they are fine.
+    """
+
+    benchmark: str
+    note: str
+    description: str
+    tasks: list[tuple[str, tuple[str, ...], tuple[bool, ...]]]
+    budget: dict[str, Any]
+    baselines: Baselines
+    summaries: list[MethodSummary]
+    grid: dict[str, Any]
+    runs: list[RunResult]
+    failures: dict[str, str]
+    timing_caveat: str | None = None
+
+
+def run_benchmark(
+    benchmark: Benchmark,
+    methods: Sequence[MethodConfig],
+    *,
+    steps: int,
+    batch_size: int = 128,
+    seeds: Sequence[int] = (0, 1, 2),
+    eval_every: int = 50,
+    weight_grid: np.ndarray | None = None,
+    progress: ProgressFn = no_progress,
+    store: RunStore | None = None,
+) -> BenchmarkReport:
+    """Baselines, grid-searched LS and every method on every seed, summarised.
+
+    Order: single-task baselines (K × seeds runs), the LS grid (``len(weight_grid)`` × seeds
+    runs; ``None`` skips it, see :func:`grid.ls_weight_grid`), then ``methods`` × seeds. A
+    method that raises is recorded in ``failures`` and skipped; the others go on. Warns
+    (``UserWarning``) when runs are too short for their timing to mean anything.
+
+    Args:
+      benchmark: the benchmark.
+      methods: the methods (include ``MethodConfig("ew", "equal_weights")``: costs are
+        relative to it).
+      steps, batch_size, seeds, eval_every: the budget of every run.
+      weight_grid: ``[G, K]`` fixed weights to grid-search, or None.
+      progress: called after every run.
+      store: saves finished runs and loads them when resuming.
+
+    Returns:
+      A :class:`BenchmarkReport` whose summaries carry Δm% (both conventions), mean rank and
+      cost relative to EW.
+    """
+    budget = {"steps": steps, "batch_size": batch_size, "eval_every": eval_every}
+    common = {**budget, "seeds": tuple(seeds), "progress": progress, "store": store}
+    tasks = benchmark.dataset.tasks
+    baselines, baseline_runs = single_task_baselines(benchmark, **common)
+    summaries = [
+        summarize(
+            "single_task",
+            [single_task_row_run(baseline_runs, tasks, baselines, seed) for seed in seeds],
+            cost_runs=[
+                [r for r in baseline_runs if r.method == f"single_task_{t.name}"] for t in tasks
+            ],
+            detail="each task trained alone (weights e_k); Δm = 0 by definition",
+        )
+    ]
+    all_runs = list(baseline_runs)
+    grid: dict[str, Any] = {}
+    if weight_grid is not None:
+        search = grid_search(benchmark, weight_grid, baselines=baselines, **common)
+        grid = grid_info(search)
+        summaries.append(
+            summarize(
+                "ls_grid",
+                search.best_runs,
+                cost_runs=search.runs,
+                detail=f"best of {len(search.weights)} fixed weights on validation: "
+                f"{np.round(search.weights[search.best_index], 3).tolist()}",
+            )
+        )
+        all_runs += [r for point in search.runs for r in point]
+    failures: dict[str, str] = {}
+    for config in methods:
+        try:
+            method_runs = run_seeds(
+                benchmark, config, seeds, progress, baselines=baselines, store=store, **budget
+            )
+        except Exception as err:  # a broken method must not sink the whole suite
+            failures[config.label] = f"{type(err).__name__}: {err}"
+            continue
+        all_runs += method_runs
+        summaries.append(summarize(config.label, method_runs))
+    caveat = timing_caveat(all_runs)
+    if caveat is not None:
+        warnings.warn(f"{benchmark.name}: {caveat}", stacklevel=2)
+    return BenchmarkReport(
+        benchmark=benchmark.name,
+        note=benchmark.note,
+        description=benchmark.dataset.description,
+        tasks=[(t.name, t.metrics, t.higher_is_better) for t in tasks],
+        budget={
+            **budget,
+            "seeds": list(seeds),
+            "grid_size": 0 if weight_grid is None else len(weight_grid),
+        },
+        baselines=baselines,
+        summaries=with_costs_and_ranks(summaries, tasks),
+        grid=grid,
+        runs=all_runs,
+        failures=failures,
+        timing_caveat=caveat,
+    )

@@ -1,0 +1,130 @@
+"""The methods a benchmark suite runs, as row labels with registry names and options.
+
+Example:
+  >>> MethodConfig("autoscale_gms", "autoscale", {"estimation_steps": 50, "guide": "gms"})
+  >>> [c.label for c in default_methods(2, 800)][:3]
+  ['ew', 'autoscale_gms', 'autoscale_cond']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+import numpy as np
+
+import autoscale_jax as asj
+from autoscale_jax.bench import models
+
+__all__ = [
+    "LAST_SHARED_LAYER",
+    "MethodConfig",
+    "default_methods",
+    "json_options",
+    "resolve_options",
+]
+
+# A method option value the trainer replaces with the model's last-shared-layer mask.
+LAST_SHARED_LAYER = "last_shared_layer"
+# Handled explicitly by the suite (EW, fixed LS, AutoScale guides, gradient-norm scaling).
+_NOT_SMTO = ("equal_weights", "fixed_weights", "autoscale", "gradient_norm_scaling")
+# The method each wrapper wraps in the suite: Nash-MTL, whose fixed weights 2505.10347 found
+# as good as Nash-MTL itself on QM9.
+WRAPPED = "nash_mtl"
+
+
+class MethodConfig(NamedTuple):
+    """A method to run: a row label, a registry name and its keyword options.
+
+    ``num_tasks`` is added by the trainer; an option equal to :data:`LAST_SHARED_LAYER` is
+    replaced by the model's last-shared-layer mask. ``"equal_weights"`` and
+    ``"fixed_weights"`` (option ``weights``) share one compiled trainer.
+
+    Example:
+      >>> MethodConfig("autoscale_gms", "autoscale", {"estimation_steps": 50, "guide": "gms"})
+    """
+
+    label: str
+    name: str
+    options: Mapping[str, Any] = MappingProxyType({})
+
+
+def default_methods(
+    num_tasks: int, steps: int, *, estimation_fraction: float = 0.05, window: int = 10
+) -> list[MethodConfig]:
+    """The suite's methods: EW, AutoScale (gms, cond, loss), gradient-norm scaling, SMTOs.
+
+    AutoScale uses ``metric_mask="shared"`` and ``estimation_steps = max(window,
+    round(estimation_fraction * steps))``; gradient-norm scaling measures norms on the last
+    shared layer, as in its paper. Every other registered method (``methods.available()`` at
+    call time) is added with its default options. The grid-searched LS is not a single run:
+    see :func:`autoscale_jax.bench.grid.grid_search`.
+
+    Wrappers (``info.constructor == "method"``: ``freeze``, ``cr_mogm``) wrap
+    :data:`WRAPPED`, named by its registry name in the ``method`` option; ``freeze`` estimates
+    for as long as AutoScale does.
+
+    Args:
+      num_tasks: K.
+      steps: the training budget, to size AutoScale's phase 1.
+      estimation_fraction: phase-1 share of training.
+      window: AutoScale's window ``τ``.
+
+    Returns:
+      A list of :class:`MethodConfig`, EW first.
+    """
+    estimation_steps = max(window, round(estimation_fraction * steps))
+    configs = [MethodConfig("ew", "equal_weights")]
+    for guide in ("gms", "cond", "loss"):
+        options = {
+            "estimation_steps": estimation_steps,
+            "guide": guide,
+            "window": window,
+            "metric_mask": "shared",
+        }
+        configs.append(MethodConfig(f"autoscale_{guide}", "autoscale", options))
+    configs.append(
+        MethodConfig(
+            "gradient_norm_scaling", "gradient_norm_scaling", {"metric_mask": LAST_SHARED_LAYER}
+        )
+    )
+    for name in asj.methods.available():
+        if name in _NOT_SMTO:
+            continue
+        if asj.methods.info(name).constructor != "method":
+            configs.append(MethodConfig(name, name))
+            continue
+        options: dict[str, Any] = {"method": WRAPPED}
+        if name == "freeze":
+            options["estimation_steps"] = estimation_steps
+        configs.append(MethodConfig(f"{name}({WRAPPED})", name, options))
+    return configs
+
+
+def resolve_options(options: Mapping[str, Any], params: Any, num_tasks: int) -> dict[str, Any]:
+    """Method options as a factory takes them.
+
+    :data:`LAST_SHARED_LAYER` becomes the model's mask and a wrapper's ``method`` (a registry
+    name) the wrapped method, built for ``num_tasks``.
+
+    Args:
+      options: a :class:`MethodConfig`'s options.
+      params: the model parameters the mask is built for.
+      num_tasks: K.
+
+    Returns:
+      A new dict of options.
+    """
+
+    def resolve(key: str, value: Any) -> Any:
+        if key == "method" and isinstance(value, str):
+            return asj.methods.build_for(value, num_tasks)
+        return models.last_shared_layer_mask(params) if value == LAST_SHARED_LAYER else value
+
+    return {key: resolve(key, value) for key, value in options.items()}
+
+
+def json_options(options: Mapping[str, Any]) -> dict[str, str]:
+    """Method options as JSON-friendly strings (arrays as nested lists), as runs record them."""
+    return {key: str(np.asarray(value).tolist()) for key, value in options.items()}

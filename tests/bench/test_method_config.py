@@ -1,0 +1,49 @@
+"""The suite's default methods."""
+
+import autoscale_jax as asj
+from autoscale_jax.bench.method_config import (
+    LAST_SHARED_LAYER,
+    MethodConfig,
+    default_methods,
+    json_options,
+    resolve_options,
+)
+
+
+def test_default_methods_cover_the_registry_and_size_phase_one():
+    configs = default_methods(3, 1000)
+    labels = [c.label for c in configs]
+    assert labels[:5] == [
+        "ew",
+        "autoscale_gms",
+        "autoscale_cond",
+        "autoscale_loss",
+        "gradient_norm_scaling",
+    ]
+    assert len(set(labels)) == len(labels)
+    for config in configs[1:4]:
+        assert config.options["estimation_steps"] == 50  # 5 % of 1000
+        assert config.options["metric_mask"] == "shared"
+    assert default_methods(2, 100)[1].options["estimation_steps"] == 10  # >= one window
+    # Every registered method runs; wrappers wrap Nash-MTL.
+    assert {c.name for c in configs} | {"fixed_weights"} == set(asj.methods.available())
+    wrappers = [c for c in configs if asj.methods.info(c.name).constructor == "method"]
+    assert wrappers and all(c.options["method"] == "nash_mtl" for c in wrappers)
+    assert "freeze(nash_mtl)" in labels
+
+
+def test_options_resolve_the_last_shared_layer_and_record_as_strings():
+    params = {"trunk": {"layers": {"0": {"w": 1.0}, "1": {"w": 2.0}}}, "heads": {"w": 3.0}}
+    config = MethodConfig("g", "gradient_norm_scaling", {"metric_mask": LAST_SHARED_LAYER, "a": 1})
+    resolved = resolve_options(config.options, params, 2)
+    assert resolved["a"] == 1
+    assert resolved["metric_mask"] == {
+        "trunk": {"layers": {"0": {"w": False}, "1": {"w": True}}},
+        "heads": {"w": False},
+    }
+    wrapped = resolve_options({"method": "mgda"}, params, 3)["method"]
+    assert asj.task_weights(wrapped.init(None)).shape == (3,)
+    assert json_options({"weights": [0.5, 1.5], "guide": "gms"}) == {
+        "weights": "[0.5, 1.5]",
+        "guide": "gms",
+    }

@@ -1,0 +1,60 @@
+"""Run files: what is saved is loaded back, only when resuming and only for the same run."""
+
+import pytest
+from bench_fakes import fake_run
+
+from autoscale_jax.bench.benchmark import Benchmark
+from autoscale_jax.bench.method_config import MethodConfig
+from autoscale_jax.bench.run_store import RunStore, run_key
+
+BUDGET = {"steps": 20, "batch_size": 8, "eval_every": 10}
+
+
+def toy_benchmark(**dataset_options):
+    return Benchmark(
+        name="toy",
+        dataset=None,  # the key depends on the setup, not on the arrays
+        model_options={"trunk_sizes": (32,)},
+        learning_rate=1e-3,
+        note="",
+        dataset_options=dataset_options,
+    )
+
+
+def grid_point_key(benchmark, **budget):
+    config = MethodConfig("ls[0.5,1.5]", "fixed_weights", {"weights": [0.5, 1.5]})
+    return run_key(benchmark, config, seed=0, **{**BUDGET, **budget})
+
+
+def test_a_saved_run_loads_back_only_when_resuming(tmp_path):
+    key = grid_point_key(toy_benchmark())
+    result = fake_run("ls[0.5,1.5]")
+    path = RunStore(str(tmp_path)).save(key, result)
+    assert path.endswith("toy/ls_0.5_1.5___seed0.json")  # no brackets or commas in names
+    assert RunStore(str(tmp_path), resume=True).load(key) == result
+    assert RunStore(str(tmp_path), resume=False).load(key) is None
+
+
+def test_another_budget_or_setup_is_not_the_same_run(tmp_path):
+    benchmark = toy_benchmark(image_size=14)
+    key = grid_point_key(benchmark)
+    store = RunStore(str(tmp_path), resume=True)
+    store.save(key, fake_run("ls[0.5,1.5]"))
+    longer = grid_point_key(benchmark, steps=40)
+    other_data = grid_point_key(toy_benchmark(image_size=20))
+    assert store.path(longer) == store.path(key) == store.path(other_data)  # same file name
+    assert store.load(longer) is None and store.load(other_data) is None
+    assert other_data.setup != key.setup
+    # Same label, other options: not the same run either.
+    other_weights = MethodConfig("ls[0.5,1.5]", "fixed_weights", {"weights": [1.5, 0.5]})
+    assert run_key(benchmark, other_weights, seed=0, **BUDGET) != key
+
+
+def test_an_unreadable_run_file_is_trained_again_with_a_warning(tmp_path):
+    key = grid_point_key(toy_benchmark())
+    store = RunStore(str(tmp_path), resume=True)
+    store.save(key, fake_run("ls[0.5,1.5]"))
+    with open(store.path(key), "w", encoding="utf-8") as handle:
+        handle.write('{"key": ')  # cut short
+    with pytest.warns(UserWarning, match="unreadable run file"):
+        assert store.load(key) is None
