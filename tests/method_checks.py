@@ -252,3 +252,35 @@ def reference_uncertainty(losses_seq, optimizer, sign=-1.0):
         weights.append(w)
         s = optimizer.step(s, sign * (w * np.asarray(losses, np.float64) - 1.0))
     return np.array(weights), s
+
+
+# Registry-wide helpers (the contract tests and the family tests build every method alike).
+def build_registered(name: str, num_tasks: int) -> asj.MultiTaskTransformation:
+    """Every registered method with default hyper-parameters (wrappers wrap FAMO)."""
+    info = asj.methods.info(name)
+    if name == "autoscale":
+        return asj.methods.get(name, num_tasks=num_tasks, estimation_steps=2, window=1)
+    if info.constructor == "method":
+        inner = asj.methods.get("famo", num_tasks=num_tasks)
+        if name == "freeze":
+            return asj.methods.get(name, method=inner, estimation_steps=2)
+        return asj.methods.get(name, method=inner)
+    if info.constructor == "weights":
+        return asj.methods.get(name, weights=jnp.arange(1.0, num_tasks + 1))
+    return asj.methods.get(name, num_tasks=num_tasks)
+
+
+def task_data(rng, num_tasks, dim=6):
+    grads = {"w": jnp.asarray(random_jacobian(rng, num_tasks, dim), jnp.float32)}
+    return grads, jnp.asarray(rng.uniform(0.5, 2.0, num_tasks), jnp.float32)
+
+
+def extra_inputs(name: str, grads: dict) -> dict:
+    """The documented extra ``update`` inputs a method needs, derived from ``grads``."""
+    wanted = asj.methods.info(name).extra_inputs
+    extra = {}
+    if "second_task_grads" in wanted:
+        extra["second_task_grads"] = jax.tree.map(lambda g: 0.5 * g + 0.1, grads)
+    if "validation_grads" in wanted:
+        extra["validation_grads"] = jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
+    return extra

@@ -25,9 +25,11 @@ from autoscale_jax.methods.cagrad import cagrad
 from autoscale_jax.methods.db_mtl import db_mtl
 from autoscale_jax.methods.dwa import dynamic_weight_average
 from autoscale_jax.methods.edm import edm
+from autoscale_jax.methods.excess_mtl import excess_mtl
 from autoscale_jax.methods.fairgrad import fairgrad
 from autoscale_jax.methods.famo import famo
 from autoscale_jax.methods.freeze import freeze
+from autoscale_jax.methods.geometric_mean import geometric_mean
 from autoscale_jax.methods.graddrop import graddrop
 from autoscale_jax.methods.gradient_norm_scaling import gradient_norm_scaling
 from autoscale_jax.methods.gradnorm import gradnorm
@@ -39,6 +41,7 @@ from autoscale_jax.methods.nash_mtl import nash_mtl
 from autoscale_jax.methods.pcgrad import pcgrad
 from autoscale_jax.methods.rlw import random_loss_weighting
 from autoscale_jax.methods.scale_invariant import scale_invariant
+from autoscale_jax.methods.stch import stch
 from autoscale_jax.methods.uncertainty_weighting import uncertainty_weighting
 from autoscale_jax.methods.upgrad import upgrad
 from autoscale_jax.transform import autoscale, equal_weights, fixed_weights
@@ -62,6 +65,9 @@ _TABLE = (
        "Liu et al, End-to-End Multi-Task Learning with Attention, 2019 (arXiv 1803.10704)"),
     _M("famo", famo, "loss", False, False, True, "sum_to_1", "num_tasks",
        "Liu et al, FAMO: Fast Adaptive Multitask Optimization, 2023 (arXiv 2306.03792)"),
+    _M("geometric_mean", geometric_mean, "loss", False, False, True, "unnormalised",
+       "num_tasks", "Chennupati et al, MultiNet++: Multi-Stream Feature Aggregation and "
+       "Geometric Loss Strategy for Multi-Task Learning, 2019 (arXiv 1904.08492)"),
     _M("imtl_l", imtl_l, "loss", False, False, True, "unnormalised", "num_tasks",
        "Liu et al, Towards Impartial Multi-task Learning, ICLR 2021"),
     _M("rlw", random_loss_weighting, "loss", False, True, False, "sum_to_k", "num_tasks",
@@ -70,6 +76,9 @@ _TABLE = (
     _M("scale_invariant", scale_invariant, "loss", False, False, True, "unnormalised",
        "num_tasks", "Navon et al, Multi-Task Learning as a Bargaining Game, 2022 "
        "(arXiv 2202.01017), its SI baseline"),
+    _M("stch", stch, "loss", False, False, True, "unnormalised", "num_tasks",
+       "Lin et al, Smooth Tchebycheff Scalarization for Multi-Objective Optimization, 2024 "
+       "(arXiv 2402.19078)"),
     _M("uncertainty_weighting", uncertainty_weighting, "loss", False, False, True,
        "unnormalised", "num_tasks",
        "Kendall et al, Multi-Task Learning Using Uncertainty to Weigh Losses for Scene Geometry "
@@ -111,6 +120,8 @@ _TABLE = (
     # element-wise on the stacked gradients
     _M("db_mtl", db_mtl, "elementwise", True, False, True, "unnormalised", "num_tasks",
        "Lin et al, Dual-Balancing for Multi-Task Learning, 2023 (arXiv 2308.12029)"),
+    _M("excess_mtl", excess_mtl, "elementwise", True, False, False, "sum_to_k", "num_tasks",
+       "He et al, Robust Multi-Task Learning with Excess Risks, 2024 (arXiv 2402.02009)"),
     _M("graddrop", graddrop, "elementwise", True, True, False, "none", "num_tasks",
        "Chen et al, Just Pick a Sign: Optimizing Deep Multitask Models with Gradient Sign "
        "Dropout, 2020 (arXiv 2010.06808)"),
@@ -166,10 +177,12 @@ __all__ = [
     "dynamic_weight_average",
     "edm",
     "equal_weights",
+    "excess_mtl",
     "fairgrad",
     "famo",
     "fixed_weights",
     "freeze",
+    "geometric_mean",
     "get",
     "graddrop",
     "gradient_norm_scaling",
@@ -183,6 +196,7 @@ __all__ = [
     "pcgrad",
     "random_loss_weighting",
     "scale_invariant",
+    "stch",
     "uncertainty_weighting",
     "upgrad",
 ]

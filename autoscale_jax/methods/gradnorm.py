@@ -62,6 +62,7 @@ def gradnorm(
     learning_rate: float = 0.025,
     optimizer: str = "adam",
     metric_mask: metrics.MetricMask = "shared",
+    heads: str = "weighted",
 ) -> base.MultiTaskTransformation:
     """GradNorm: weights ``w`` trained so each ``||∇_W w_k L_k||`` tracks its training rate.
 
@@ -95,6 +96,8 @@ def gradnorm(
         nonzero gradient: task heads drop out), ``None`` (all), a pytree of bools or a predicate
         ``(key_path, leaf) -> bool`` (see :func:`metrics.resolve_mask`); pass the last shared
         layer to follow the paper.
+      heads: ``"weighted"`` (every leaf gets the weighted sum) or ``"plain"`` (only the
+        ``metric_mask`` leaves are weighted; each task head gets its own gradient).
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation` without a fast path;
@@ -135,6 +138,7 @@ def gradnorm(
         "gradnorm",
         rule,
         metric_mask=metric_mask,
+        heads=heads,
         losses_required=True,
         init_memory=GradNormMemory(
             learned_weights=ones,
