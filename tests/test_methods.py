@@ -95,8 +95,11 @@ def test_contract_jit_once_shapes_and_weights(rng, name):
 
 @pytest.mark.parametrize("name", [i.name for i in INFOS if i.constructor == "num_tasks"])
 def test_contract_rejects_bad_input(name):
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ValueError, match="at least"):
         build(name, 1)
+    if asj.methods.info(name).min_tasks > 2:
+        with pytest.raises(ValueError):
+            build(name, asj.methods.info(name).min_tasks - 1)
     tx = build(name, 3)
     params = {"w": jnp.zeros(4)}
     grads = {"w": jnp.ones((2, 4))}

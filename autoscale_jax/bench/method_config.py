@@ -61,9 +61,10 @@ def default_methods(
     call time) is added with its default options. The grid-searched LS is not a single run:
     see :func:`autoscale_jax.bench.grid.grid_search`.
 
-    Wrappers (``info.constructor == "method"``: ``freeze``, ``cr_mogm``) wrap
-    :data:`WRAPPED`, named by its registry name in the ``method`` option; ``freeze`` estimates
-    for as long as AutoScale does.
+    Methods defined only for more tasks (``info.min_tasks > num_tasks``: the robust
+    aggregators on two tasks) are left out. Wrappers (``info.constructor == "method"``:
+    ``freeze``, ``cr_mogm``) wrap :data:`WRAPPED`, named by its registry name in the
+    ``method`` option; ``freeze`` estimates for as long as AutoScale does.
 
     Args:
       num_tasks: K.
@@ -90,7 +91,7 @@ def default_methods(
         )
     )
     for name in asj.methods.available():
-        if name in _NOT_SMTO:
+        if name in _NOT_SMTO or asj.methods.info(name).min_tasks > num_tasks:
             continue
         if asj.methods.info(name).constructor != "method":
             configs.append(MethodConfig(name, name))

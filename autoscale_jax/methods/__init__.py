@@ -36,12 +36,17 @@ from autoscale_jax.methods.gradnorm import gradnorm
 from autoscale_jax.methods.gradvac import gradvac
 from autoscale_jax.methods.imtl_g import imtl_g
 from autoscale_jax.methods.imtl_l import imtl_l
+from autoscale_jax.methods.krum import krum
 from autoscale_jax.methods.mgda import mgda
+from autoscale_jax.methods.moco import moco
+from autoscale_jax.methods.modo import modo
 from autoscale_jax.methods.nash_mtl import nash_mtl
 from autoscale_jax.methods.pcgrad import pcgrad
 from autoscale_jax.methods.rlw import random_loss_weighting
 from autoscale_jax.methods.scale_invariant import scale_invariant
+from autoscale_jax.methods.sdmgrad import sdmgrad
 from autoscale_jax.methods.stch import stch
+from autoscale_jax.methods.trimmed_mean import trimmed_mean
 from autoscale_jax.methods.uncertainty_weighting import uncertainty_weighting
 from autoscale_jax.methods.upgrad import upgrad
 from autoscale_jax.transform import autoscale, equal_weights, fixed_weights
@@ -103,11 +108,20 @@ _TABLE = (
        "Multitask Networks, 2018 (arXiv 1711.02257)"),
     _M("imtl_g", imtl_g, "gramian", True, False, False, "sum_to_1", "num_tasks",
        "Liu et al, Towards Impartial Multi-task Learning, ICLR 2021"),
+    _M("krum", krum, "gramian", True, False, False, "sum_to_1", "num_tasks",
+       "Blanchard et al, Machine Learning with Adversaries: Byzantine Tolerant Gradient "
+       "Descent, 2017 (arXiv 1703.02757)", min_tasks=3),
     _M("mgda", mgda, "gramian", True, False, False, "sum_to_1", "num_tasks",
        "Sener & Koltun, Multi-Task Learning as Multi-Objective Optimization, 2018 "
        "(arXiv 1810.04650)", ("representation_task_grads",)),
+    _M("modo", modo, "gramian", True, False, False, "sum_to_1", "num_tasks",
+       "Chen et al, Three-Way Trade-Off in Multi-Objective Learning: Optimization, "
+       "Generalization and Conflict-Avoidance, 2023 (arXiv 2305.20057)", ("second_task_grads",)),
     _M("nash_mtl", nash_mtl, "gramian", True, False, False, "unnormalised", "num_tasks",
        "Navon et al, Multi-Task Learning as a Bargaining Game, 2022 (arXiv 2202.01017)"),
+    _M("sdmgrad", sdmgrad, "gramian", True, False, False, "sum_to_1", "num_tasks",
+       "Xiao et al, Direction-oriented Multi-objective Learning: Simple and Provable Stochastic "
+       "Algorithms, 2023 (arXiv 2305.18409)", ("second_task_grads",)),
     _M("upgrad", upgrad, "gramian", True, False, False, "unnormalised", "num_tasks",
        "Quinton & Rey, Jacobian Descent for Multi-Objective Optimization, 2024 "
        "(arXiv 2406.16232)"),
@@ -122,6 +136,12 @@ _TABLE = (
        "Lin et al, Dual-Balancing for Multi-Task Learning, 2023 (arXiv 2308.12029)"),
     _M("excess_mtl", excess_mtl, "elementwise", True, False, False, "sum_to_k", "num_tasks",
        "He et al, Robust Multi-Task Learning with Excess Risks, 2024 (arXiv 2402.02009)"),
+    _M("trimmed_mean", trimmed_mean, "elementwise", True, False, False, "none", "num_tasks",
+       "Yin et al, Byzantine-Robust Distributed Learning: Towards Optimal Statistical Rates, "
+       "2018 (arXiv 1803.01498)", min_tasks=3),
+    _M("moco", moco, "elementwise", True, False, False, "sum_to_1", "num_tasks",
+       "Fernando et al, Mitigating Gradient Bias in Multi-objective Learning: A Provably "
+       "Convergent Stochastic Approach, 2023 (arXiv 2210.12624)"),
     _M("graddrop", graddrop, "elementwise", True, True, False, "none", "num_tasks",
        "Chen et al, Just Pick a Sign: Optimizing Deep Multitask Models with Gradient Sign "
        "Dropout, 2020 (arXiv 2010.06808)"),
@@ -191,12 +211,17 @@ __all__ = [
     "imtl_g",
     "imtl_l",
     "info",
+    "krum",
     "mgda",
+    "moco",
+    "modo",
     "nash_mtl",
     "pcgrad",
     "random_loss_weighting",
     "scale_invariant",
+    "sdmgrad",
     "stch",
+    "trimmed_mean",
     "uncertainty_weighting",
     "upgrad",
 ]

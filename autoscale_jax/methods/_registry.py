@@ -37,6 +37,8 @@ class MethodInfo(NamedTuple):
       constructor: the required argument: ``"num_tasks"``, ``"weights"`` or ``"method"``.
       reference: the paper, ``Authors, Title, year (arXiv id)``.
       extra_inputs: keyword arguments of ``update`` beyond ``task_losses`` and ``key``.
+      min_tasks: the fewest tasks the method is defined for with its default options (robust
+        aggregators need more than two).
     """
 
     name: str
@@ -49,6 +51,7 @@ class MethodInfo(NamedTuple):
     constructor: str
     reference: str
     extra_inputs: tuple[str, ...] = ()
+    min_tasks: int = 2
 
 
 def check_info(info: MethodInfo) -> MethodInfo:

@@ -27,6 +27,13 @@ def test_default_methods_cover_the_registry_and_size_phase_one():
     assert default_methods(2, 100)[1].options["estimation_steps"] == 10  # >= one window
     # Every registered method runs; wrappers wrap Nash-MTL.
     assert {c.name for c in configs} | {"fixed_weights"} == set(asj.methods.available())
+    # On two tasks only the methods defined there.
+    two = {c.name for c in default_methods(2, 1000)} | {"fixed_weights"}
+    assert (
+        set(asj.methods.available()) - two
+        == {n for n in asj.methods.available() if asj.methods.info(n).min_tasks > 2}
+        == {"krum", "trimmed_mean"}
+    )
     wrappers = [c for c in configs if asj.methods.info(c.name).constructor == "method"]
     assert wrappers and all(c.options["method"] == "nash_mtl" for c in wrappers)
     assert "freeze(nash_mtl)" in labels
