@@ -21,7 +21,10 @@ from autoscale_jax.base import MultiTaskTransformation
 from autoscale_jax.methods._bases import GramianMethodState, Proposal
 from autoscale_jax.methods._registry import MethodInfo, build, check_info
 from autoscale_jax.methods.aligned_mtl import aligned_mtl
+from autoscale_jax.methods.auto_lambda import auto_lambda
 from autoscale_jax.methods.cagrad import cagrad
+from autoscale_jax.methods.cosmos import cosmos
+from autoscale_jax.methods.cr_mogm import cr_mogm
 from autoscale_jax.methods.db_mtl import db_mtl
 from autoscale_jax.methods.dwa import dynamic_weight_average
 from autoscale_jax.methods.edm import edm
@@ -41,6 +44,7 @@ from autoscale_jax.methods.mgda import mgda
 from autoscale_jax.methods.moco import moco
 from autoscale_jax.methods.modo import modo
 from autoscale_jax.methods.nash_mtl import nash_mtl
+from autoscale_jax.methods.pbi import pbi
 from autoscale_jax.methods.pcgrad import pcgrad
 from autoscale_jax.methods.rlw import random_loss_weighting
 from autoscale_jax.methods.scale_invariant import scale_invariant
@@ -65,7 +69,13 @@ _TABLE = (
     _M("freeze", freeze, "wrapper", True, False, True, "inherited", "method",
        "Gama & Grassi, Uniform loss vs. specialized optimization: a comparative analysis in "
        "multi-task learning, 2025 (arXiv 2505.10347)"),
+    _M("cr_mogm", cr_mogm, "wrapper", True, False, False, "inherited", "method",
+       "Zhou et al, On the Convergence of Stochastic Multi-Objective Gradient Manipulation and "
+       "Beyond, NeurIPS 2022 (OpenReview ScwfQ7hdwyP; no arXiv id found)"),
     # loss-space: weights from losses only, one backward pass per step
+    _M("cosmos", cosmos, "loss", False, False, True, "unnormalised", "num_tasks",
+       "Ruchte & Grabocka, Scalable Pareto Front Approximation for Deep Multi-Objective "
+       "Learning, 2021 (arXiv 2103.13392)"),
     _M("dwa", dynamic_weight_average, "loss", False, False, True, "sum_to_k", "num_tasks",
        "Liu et al, End-to-End Multi-Task Learning with Attention, 2019 (arXiv 1803.10704)"),
     _M("famo", famo, "loss", False, False, True, "sum_to_1", "num_tasks",
@@ -75,6 +85,9 @@ _TABLE = (
        "Geometric Loss Strategy for Multi-Task Learning, 2019 (arXiv 1904.08492)"),
     _M("imtl_l", imtl_l, "loss", False, False, True, "unnormalised", "num_tasks",
        "Liu et al, Towards Impartial Multi-task Learning, ICLR 2021"),
+    _M("pbi", pbi, "loss", False, False, True, "unnormalised", "num_tasks",
+       "Zhang & Li, MOEA/D: A Multiobjective Evolutionary Algorithm Based on Decomposition, "
+       "IEEE TEVC 2007 (penalty-based boundary intersection)"),
     _M("rlw", random_loss_weighting, "loss", False, True, False, "sum_to_k", "num_tasks",
        "Lin et al, Reasonable Effectiveness of Random Weighting: A Litmus Test for Multi-Task "
        "Learning, 2022 (arXiv 2111.10603)"),
@@ -132,6 +145,9 @@ _TABLE = (
     _M("pcgrad", pcgrad, "surgery", True, True, False, "unnormalised", "num_tasks",
        "Yu et al, Gradient Surgery for Multi-Task Learning, 2020 (arXiv 2001.06782)"),
     # element-wise on the stacked gradients
+    _M("auto_lambda", auto_lambda, "elementwise", True, False, False, "unnormalised",
+       "num_tasks", "Liu, James, Davison & Johns, Auto-Lambda: Disentangling Dynamic Task "
+       "Relationships, TMLR 2022 (arXiv 2202.03091)", ("validation_grads",)),
     _M("db_mtl", db_mtl, "elementwise", True, False, True, "unnormalised", "num_tasks",
        "Lin et al, Dual-Balancing for Multi-Task Learning, 2023 (arXiv 2308.12029)"),
     _M("excess_mtl", excess_mtl, "elementwise", True, False, False, "sum_to_k", "num_tasks",
@@ -189,10 +205,13 @@ __all__ = [
     "MethodInfo",
     "Proposal",
     "aligned_mtl",
+    "auto_lambda",
     "autoscale",
     "available",
     "build_for",
     "cagrad",
+    "cosmos",
+    "cr_mogm",
     "db_mtl",
     "dynamic_weight_average",
     "edm",
@@ -216,6 +235,7 @@ __all__ = [
     "moco",
     "modo",
     "nash_mtl",
+    "pbi",
     "pcgrad",
     "random_loss_weighting",
     "scale_invariant",
