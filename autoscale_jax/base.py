@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from autoscale_jax import jacobian
+
 
 class FastPath(NamedTuple):
     """How a transformation can skip per-task gradients.
@@ -39,18 +41,84 @@ class FastPath(NamedTuple):
 class MultiTaskTransformation(optax.GradientTransformationExtraArgs):
     """An ``optax.GradientTransformationExtraArgs`` that may carry a :class:`FastPath`.
 
-    It is a plain optax transformation everywhere (``optax.chain``, ``inject_hyperparams``);
-    ``fast_path`` is read only by :func:`autoscale_jax.train.multitask_train_step`.
+    It is a plain optax transformation everywhere (``optax.chain``, ``inject_hyperparams``,
+    ``apply_if_finite``). Its ``update`` also accepts the keyword ``loss_vjp`` (see
+    :func:`multitask_transformation`), which is how the one-backward-pass fast path survives
+    any wrapper that forwards extra arguments.
     """
 
     fast_path: FastPath | None = None
 
 
+TASK_GRADIENT_POLICIES = ("auto", "never")
+# Set while tracing when a multi-task update consumed ``loss_vjp``: the train step checks it,
+# so a chain without a multi-task part fails loudly instead of training on a placeholder.
+_LOSS_VJP_CONSUMED: list[bool] = []
+
+
 def multitask_transformation(
     init: Callable, update: Callable, fast_path: FastPath | None = None
 ) -> MultiTaskTransformation:
-    """Builds a :class:`MultiTaskTransformation` from its ``init``/``update`` and fast path."""
-    transformation = MultiTaskTransformation(init, update)
+    """Builds a :class:`MultiTaskTransformation` from its ``init``/``update`` and fast path.
+
+    The returned ``update`` understands three extra keywords that the train steps of
+    :mod:`autoscale_jax.train` pass through any optax wrapper:
+
+    - ``loss_vjp``: the VJP function of the task losses (``jax.vjp(loss_fn, params)[1]``).
+      The incoming ``updates`` are then ignored (a placeholder); the transformation computes
+      what it needs itself: the K per-task gradients ``vjp(e_k)`` while its fast path needs
+      them, else its weights ``w`` and the single gradient ``vjp(w) = ∇ Σ_k w_k L_k``;
+    - ``task_gradients``: ``"auto"`` (ask the fast path; a ``lax.cond`` when the answer depends
+      on the state) or ``"never"`` (the one-gradient branch alone, no conditional);
+    - ``vjp_chunk_size``: per-task VJPs this many at a time (bounds memory).
+    """
+
+    def update_fn(
+        updates: Any,
+        state: Any,
+        params: Any = None,
+        *,
+        loss_vjp: Callable | None = None,
+        task_gradients: str = "auto",
+        vjp_chunk_size: int | None = None,
+        **extra_args: Any,
+    ) -> tuple[Any, Any]:
+        if loss_vjp is None:
+            return update(updates, state, params, **extra_args)
+        if task_gradients not in TASK_GRADIENT_POLICIES:
+            raise ValueError(
+                f"task_gradients must be one of {TASK_GRADIENT_POLICIES}, got {task_gradients!r}."
+            )
+        losses = extra_args.get("task_losses")
+        if losses is None:
+            raise ValueError("update(..., loss_vjp=...) needs task_losses= as well.")
+        if _LOSS_VJP_CONSUMED:
+            _LOSS_VJP_CONSUMED[-1] = True
+        num_tasks = jnp.shape(losses)[0]
+
+        def with_task_gradients(state: Any) -> tuple[Any, Any]:
+            eye = jnp.eye(num_tasks, dtype=jnp.asarray(losses).dtype)
+            task_grads = jacobian.stacked_vjp(loss_vjp, eye, vjp_chunk_size)
+            return update(task_grads, state, params, **extra_args)
+
+        def with_one_gradient(state: Any) -> tuple[Any, Any]:
+            weights = fast_path.weights(state, losses, extra_args.get("key"))
+            (combined,) = loss_vjp(weights.astype(jnp.asarray(losses).dtype))
+            return update(combined, state, params, presummed=True, **extra_args)
+
+        if fast_path is None:
+            if task_gradients == "never":
+                raise ValueError(
+                    "This transformation has no fast path: every step needs the per-task "
+                    "gradients (use task_gradients='auto', i.e. TrainStep.step)."
+                )
+            return with_task_gradients(state)
+        needs = False if task_gradients == "never" else fast_path.needs_task_gradients(state)
+        if isinstance(needs, bool):
+            return (with_task_gradients if needs else with_one_gradient)(state)
+        return jax.lax.cond(needs, with_task_gradients, with_one_gradient, state)
+
+    transformation = MultiTaskTransformation(init, update_fn)
     transformation.fast_path = fast_path
     return transformation
 

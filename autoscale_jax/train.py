@@ -1,8 +1,9 @@
 """Training steps whose cost drops to plain linear scalarization when task gradients are not needed.
 
 :func:`multitask_train_step` builds ``init``/``step`` for a multi-task transformation followed
-by an ordinary optax optimizer. Each step asks the transformation's
-:class:`~autoscale_jax.base.FastPath` whether it needs per-task gradients:
+by an ordinary optax optimizer (or one chain holding both). Each step runs one forward pass
+and passes the losses' VJP to the transformation, whose :class:`~autoscale_jax.base.FastPath`
+decides whether it needs per-task gradients:
 
 - yes (AutoScale's phase 1, gradient-space methods): one forward pass, K vmapped VJPs, the
   transformation combines them;
@@ -33,7 +34,6 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from autoscale_jax import base, jacobian
@@ -61,47 +61,57 @@ class TrainStep(NamedTuple):
       one_gradient_step: always the one-backward-pass branch, no ``lax.cond``: exactly the cost
         of a plain optax step. Valid once the fast path no longer needs task gradients (for
         AutoScale: from step ``estimation_steps`` on; before that its weights are NaN, so a
-        premature call is loud). ``None`` when the weighting has no fast path.
+        premature call is loud). Raises for a weighting without a fast path.
     """
 
     init: Callable[[Any], TrainState]
     step: Callable[..., tuple[Any, TrainState, jax.Array]]
-    one_gradient_step: Callable[..., tuple[Any, TrainState, jax.Array]] | None = None
+    one_gradient_step: Callable[..., tuple[Any, TrainState, jax.Array]]
 
 
 def multitask_train_step(
     loss_fn: Callable[..., jax.Array],
-    weighting: base.MultiTaskTransformation,
-    optimizer: optax.GradientTransformation,
+    weighting: optax.GradientTransformation,
+    optimizer: optax.GradientTransformation | None = None,
     *,
     chunk_size: int | None = None,
 ) -> TrainStep:
-    """A train step for ``weighting`` then ``optimizer`` with the one-backward-pass fast path.
+    """A train step for ``weighting`` (then ``optimizer``) with the one-backward-pass fast path.
+
+    Every step runs one forward pass and hands the loss VJP to the transformation
+    (``update(..., loss_vjp=vjp)``, see :func:`autoscale_jax.base.multitask_transformation`),
+    which computes the K per-task gradients or the single gradient ``∇ Σ_k w_k L_k`` as its
+    fast path says. The VJP travels as an extra argument, so the multi-task part may sit inside
+    ``optax.chain``, ``optax.inject_hyperparams`` or ``optax.apply_if_finite``: it must be the
+    first transformation to see the gradients (its input has the task axis).
 
     Args:
       loss_fn: ``loss_fn(params, *args) -> losses`` of shape [K].
-      weighting: a multi-task transformation of this library (its ``fast_path`` is used when
-        present; without one every step computes per-task gradients).
-      optimizer: any optax transformation applied to the combined gradient.
-      chunk_size: passed to :func:`~autoscale_jax.task_value_and_grad`.
+      weighting: a multi-task transformation of this library, or an optax transformation
+        whose first gradient transformation is one (e.g. ``optax.chain(asj.autoscale(...),
+        optax.adam(1e-3))``, possibly wrapped in ``inject_hyperparams``).
+      optimizer: an optax transformation applied after ``weighting`` (``None`` when
+        ``weighting`` already includes it).
+      chunk_size: per-task VJPs computed this many at a time (bounds memory).
 
     Returns:
       A :class:`TrainStep`.
+
+    Raises:
+      TypeError: at the first step, when no multi-task transformation received the VJP (a
+        chain without one, or a wrapper that does not forward extra arguments).
     """
-    if not isinstance(weighting, base.MultiTaskTransformation):
-        raise TypeError(
-            "weighting must be a multi-task transformation of autoscale_jax (e.g. "
-            "asj.autoscale(...)), not an optax chain: pass the optimizer separately."
-        )
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}.")
-    optimizer = optax.with_extra_args_support(optimizer)
-    fast_path = weighting.fast_path
+    weighting = optax.with_extra_args_support(weighting)
+    optimizer = None if optimizer is None else optax.with_extra_args_support(optimizer)
 
     def init_fn(params: Any) -> TrainState:
-        return TrainState(weighting.init(params), optimizer.init(params))
+        return TrainState(
+            weighting.init(params), () if optimizer is None else optimizer.init(params)
+        )
 
-    def build_step(one_gradient_only: bool) -> Callable[..., tuple[Any, TrainState, jax.Array]]:
+    def build_step(task_gradients: str) -> Callable[..., tuple[Any, TrainState, jax.Array]]:
         def step_fn(
             params: Any,
             state: TrainState,
@@ -109,56 +119,41 @@ def multitask_train_step(
             key: jax.Array | None = None,
             **update_inputs: Any,
         ) -> tuple[Any, TrainState, jax.Array]:
-            # One forward pass for both branches; only the backward pass differs.
+            # One forward pass; the multi-task part decides which backward pass to run.
             losses, vjp_fn = jax.vjp(lambda p: loss_fn(p, *args), params)
             jacobian.check_losses(losses)
-
-            def with_task_gradients(weighting_state: Any) -> tuple:
-                eye = jnp.eye(losses.shape[0], dtype=losses.dtype)
-                task_grads = jacobian.stacked_vjp(vjp_fn, eye, chunk_size)
-                return weighting.update(
-                    task_grads,
-                    weighting_state,
+            base._LOSS_VJP_CONSUMED.append(False)
+            try:
+                # The incoming gradients are a placeholder: the multi-task part uses loss_vjp.
+                combined, weighting_state = weighting.update(
+                    params,
+                    state.weighting,
                     params,
                     task_losses=losses,
                     key=key,
+                    loss_vjp=vjp_fn,
+                    task_gradients=task_gradients,
+                    vjp_chunk_size=chunk_size,
                     **update_inputs,
                 )
-
-            def with_one_gradient(weighting_state: Any) -> tuple:
-                weights = fast_path.weights(weighting_state, losses, key).astype(losses.dtype)
-                (combined,) = vjp_fn(weights)
-                return weighting.update(
-                    combined,
-                    weighting_state,
-                    params,
-                    task_losses=losses,
-                    key=key,
-                    presummed=True,
-                    **update_inputs,
+            finally:
+                consumed = base._LOSS_VJP_CONSUMED.pop()
+            if not consumed:
+                raise TypeError(
+                    "No multi-task transformation of autoscale_jax received the task losses' "
+                    "VJP: `weighting` must be one (e.g. asj.autoscale(...)) or a chain/wrapper "
+                    "whose first gradient transformation is one."
                 )
-
-            if one_gradient_only:
-                needs = False
-            elif fast_path is None:
-                needs = True
-            else:
-                needs = fast_path.needs_task_gradients(state.weighting)
-            if isinstance(needs, bool):
-                branch = with_task_gradients if needs else with_one_gradient
-                combined, weighting_state = branch(state.weighting)
-            else:
-                combined, weighting_state = jax.lax.cond(
-                    needs, with_task_gradients, with_one_gradient, state.weighting
-                )
-            updates, optimizer_state = optimizer.update(combined, state.optimizer, params)
+            optimizer_state = state.optimizer
+            updates = combined
+            if optimizer is not None:
+                updates, optimizer_state = optimizer.update(combined, state.optimizer, params)
             params = optax.apply_updates(params, updates)
             return params, TrainState(weighting_state, optimizer_state), losses
 
         return step_fn
 
-    one_gradient_step = None if fast_path is None else build_step(one_gradient_only=True)
-    return TrainStep(init_fn, build_step(one_gradient_only=False), one_gradient_step)
+    return TrainStep(init_fn, build_step("auto"), build_step("never"))
 
 
 def linear_scalarization_step(

@@ -1,6 +1,8 @@
 """The fast-path train step: equivalence with the optax chain, one compilation, and an
 end-to-end check that AutoScale balances three regression tasks of very different scales."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -84,13 +86,14 @@ def test_one_gradient_step_equals_step_after_phase_one():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), a_state, b_state)
 
 
-def test_one_gradient_step_during_phase_one_is_loud_and_absent_without_fast_path():
+def test_one_gradient_step_during_phase_one_is_loud_and_refused_without_fast_path():
     loss_fn, params, x, y = regression_problem(seed=3)
     train = asj.multitask_train_step(loss_fn, asj.autoscale(3, 5), optax.sgd(0.1))
     new_params, _, _ = train.one_gradient_step(params, train.init(params), x, y)
     assert np.all(np.isnan(new_params["trunk"]))
     pcgrad = asj.multitask_train_step(loss_fn, asj.methods.pcgrad(3), optax.sgd(0.1))
-    assert pcgrad.one_gradient_step is None
+    with pytest.raises(ValueError, match="no fast path"):
+        pcgrad.one_gradient_step(params, pcgrad.init(params), x, y, key=jax.random.PRNGKey(0))
 
 
 def test_fast_path_weights_are_nan_during_phase_one():
@@ -103,10 +106,78 @@ def test_fast_path_weights_are_nan_during_phase_one():
     np.testing.assert_allclose(tx.fast_path.weights(state, jnp.ones(2), None), [1.0, 1.0])
 
 
-def test_rejects_an_optax_chain_as_weighting():
-    loss_fn, *_ = regression_problem()
-    with pytest.raises(TypeError, match="pass the optimizer separately"):
-        asj.multitask_train_step(loss_fn, optax.chain(asj.equal_weights(3)), optax.sgd(0.1))
+def shapes_in_jaxpr(fn, *args, **kwargs) -> set:
+    """Every intermediate shape of ``fn``'s jaxpr, sub-jaxprs (cond branches, scans) included."""
+    shapes = set()
+
+    def visit(jaxpr):
+        for eqn in jaxpr.eqns:
+            shapes.update(tuple(v.aval.shape) for v in eqn.outvars if hasattr(v.aval, "shape"))
+            for param in eqn.params.values():
+                for sub in param if isinstance(param, tuple | list) else (param,):
+                    inner = getattr(sub, "jaxpr", sub)
+                    if hasattr(inner, "eqns"):
+                        visit(inner)
+
+    visit(jax.make_jaxpr(functools.partial(fn, **kwargs))(*args).jaxpr)
+    return shapes
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda tx: optax.chain(tx, optax.sgd(0.1)),
+        lambda tx: optax.apply_if_finite(optax.chain(tx, optax.sgd(0.1)), 3),
+        lambda tx: optax.inject_hyperparams(
+            lambda learning_rate: optax.chain(tx, optax.sgd(learning_rate))
+        )(learning_rate=0.1),
+    ],
+    ids=["chain", "apply_if_finite", "inject_hyperparams"],
+)
+def test_fast_path_survives_optax_wrappers(wrap):
+    loss_fn, params, x, y = regression_problem()
+    method = asj.methods.famo(3)
+    direct = asj.multitask_train_step(loss_fn, method, optax.sgd(0.1))
+    wrapped = asj.multitask_train_step(loss_fn, wrap(method))
+    p_direct, s_direct = params, direct.init(params)
+    p_wrapped, s_wrapped = params, wrapped.init(params)
+    step = jax.jit(wrapped.step)
+    for _ in range(3):
+        p_direct, s_direct, _ = jax.jit(direct.step)(p_direct, s_direct, x, y)
+        p_wrapped, s_wrapped, _ = step(p_wrapped, s_wrapped, x, y)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), p_wrapped, p_direct
+    )
+    np.testing.assert_allclose(asj.task_weights(s_wrapped), asj.task_weights(s_direct), rtol=1e-5)
+    # One backward pass: the K stacked trunk gradients never exist inside the wrapped step.
+    stacked_trunk = (3, *params["trunk"].shape)
+    assert stacked_trunk not in shapes_in_jaxpr(wrapped.step, p_wrapped, s_wrapped, x, y)
+    with_tasks = asj.multitask_train_step(loss_fn, wrap(asj.methods.mgda(3)))
+    assert stacked_trunk in shapes_in_jaxpr(with_tasks.step, params, with_tasks.init(params), x, y)
+
+
+def test_update_every_fast_path_inside_a_chain_matches_the_direct_step():
+    loss_fn, params, x, y = regression_problem(seed=1)
+    direct = asj.multitask_train_step(
+        loss_fn, asj.methods.nash_mtl(3, update_every=2), optax.sgd(0.05)
+    )
+    chained = asj.multitask_train_step(
+        loss_fn, optax.chain(asj.methods.nash_mtl(3, update_every=2), optax.sgd(0.05))
+    )
+    pa, sa, pb, sb = params, direct.init(params), params, chained.init(params)
+    step_a, step_b = jax.jit(direct.step), jax.jit(chained.step)
+    for _ in range(4):
+        pa, sa, _ = step_a(pa, sa, x, y)
+        pb, sb, _ = step_b(pb, sb, x, y)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), pa, pb)
+    assert step_b._cache_size() == 1
+
+
+def test_a_chain_without_a_multitask_part_is_refused():
+    loss_fn, params, x, y = regression_problem()
+    train = asj.multitask_train_step(loss_fn, optax.chain(optax.sgd(0.1)))
+    with pytest.raises(TypeError, match="No multi-task transformation"):
+        train.step(params, train.init(params), x, y)
 
 
 def train(weighting, steps, seed=0):
