@@ -19,7 +19,7 @@ from typing import Any
 
 from autoscale_jax.base import MultiTaskTransformation
 from autoscale_jax.methods._bases import GramianMethodState, Proposal
-from autoscale_jax.methods._registry import MethodInfo, build, check_info
+from autoscale_jax.methods._registry import MethodInfo, build, check_info, markdown_table
 from autoscale_jax.methods.aligned_mtl import aligned_mtl
 from autoscale_jax.methods.auto_lambda import auto_lambda
 from autoscale_jax.methods.cagrad import cagrad
@@ -194,6 +194,12 @@ def get(name: str, **kwargs: Any) -> MultiTaskTransformation:
     return info(name).factory(**kwargs)
 
 
+def table() -> str:
+    """Every registered method as a markdown table (family, needs, weights, reference); the
+    README and the docs show it."""
+    return markdown_table(list(_REGISTRY.values()))
+
+
 def build_for(name: str, num_tasks: int, **kwargs: Any) -> MultiTaskTransformation:
     """Builds ``name`` for ``num_tasks`` tasks whatever its constructor (see
     :func:`~autoscale_jax.methods._registry.build`): the form benchmarks use."""
@@ -241,6 +247,7 @@ __all__ = [
     "scale_invariant",
     "sdmgrad",
     "stch",
+    "table",
     "trimmed_mean",
     "uncertainty_weighting",
     "upgrad",

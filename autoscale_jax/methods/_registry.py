@@ -81,3 +81,30 @@ def build(info: MethodInfo, num_tasks: int, **kwargs: Any) -> MultiTaskTransform
             )
         return info.factory(**kwargs)
     return info.factory(num_tasks=num_tasks, **kwargs)
+
+
+def markdown_table(infos: list[MethodInfo]) -> str:
+    """A markdown table of methods: name, family, what a step needs, weights, reference."""
+    rows = [
+        "| method | family | each step needs | weights | reference |",
+        "|---|---|---|---|---|",
+    ]
+    for info in sorted(infos, key=lambda i: (FAMILIES.index(i.family), i.name)):
+        if info.family == "wrapper":
+            needs = ["what the wrapped method needs"]
+        elif info.family == "scalarization" and info.needs_task_gradients:
+            needs = ["per-task gradients while estimating, then one backward pass"]
+        else:
+            needs = ["per-task gradients" if info.needs_task_gradients else "one backward pass"]
+        needs += [
+            name for name, flag in (("key", info.needs_key), ("losses", info.needs_losses)) if flag
+        ]
+        needs += [f"`{extra}`" for extra in info.extra_inputs]
+        if info.min_tasks > 2:
+            needs.append(f"K ≥ {info.min_tasks}")
+        convention = info.weight_convention.replace("_", " ").replace("to k", "to K")
+        rows.append(
+            f"| `{info.name}` | {info.family} | {', '.join(needs)} | {convention} | "
+            f"{info.reference} |"
+        )
+    return "\n".join(rows)
