@@ -15,7 +15,9 @@ from autoscale_jax.bench import toy
 INFOS = [asj.methods.info(name) for name in asj.methods.available()]
 WITH_WEIGHTS = [i.name for i in INFOS if i.weight_convention != "none"]
 # Deterministic methods whose weights belong to tasks (fixed weights belong to positions).
-EQUIVARIANT = [i.name for i in INFOS if not i.needs_key and i.constructor == "num_tasks"]
+EQUIVARIANT = [
+    i.name for i in INFOS if i.symmetric and not i.needs_key and i.constructor == "num_tasks"
+]
 
 
 def test_registry_lists_every_method_with_valid_metadata():
@@ -182,3 +184,97 @@ def test_toy_equal_weights_can_stall_off_the_pareto_set():
     ends = toy_endpoints("equal_weights", steps=100_000)
     stationarity = [float(toy.pareto_stationarity(jnp.asarray(x))) for x in ends]
     assert max(stationarity) > 0.5, stationarity
+
+
+def _update_once(tx, grads, losses, name, step=0, **kwargs):
+    params = jax.tree.map(lambda g: jnp.zeros(g.shape[1:], g.dtype), grads)
+    return tx.update(
+        grads,
+        tx.init(params),
+        params,
+        task_losses=losses,
+        key=jax.random.PRNGKey(step),
+        **extra_inputs(name, grads),
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("name", asj.methods.available())
+def test_contract_ignores_unknown_extra_arguments(rng, name):
+    """optax's convention: extra keyword arguments a transformation does not know are ignored."""
+    grads, losses = task_data(rng, 3)
+    plain, plain_state = _update_once(build(name, 3), grads, losses, name)
+    extra, extra_state = _update_once(
+        build(name, 3), grads, losses, name, some_other_input=jnp.ones(5), step_size=0.1
+    )
+    jax.tree.map(np.testing.assert_array_equal, plain, extra)
+    jax.tree.map(np.testing.assert_array_equal, plain_state, extra_state)
+
+
+def _injected(name: str, num_tasks: int):
+    """``optax.inject_hyperparams`` over the registered factory, with its static arguments."""
+    info = asj.methods.info(name)
+    if name == "autoscale":
+        kwargs = {"num_tasks": num_tasks, "estimation_steps": 2, "window": 1}
+    elif info.constructor == "method":
+        kwargs = {"method": asj.methods.get("famo", num_tasks=num_tasks)}
+        if name == "freeze":
+            kwargs["estimation_steps"] = 2
+    elif info.constructor == "weights":
+        kwargs = {"weights": jnp.arange(1.0, num_tasks + 1)}
+    else:
+        kwargs = {"num_tasks": num_tasks}
+    static = tuple(k for k in kwargs if k != "weights")
+    return optax.inject_hyperparams(info.factory, static_args=static)(**kwargs)
+
+
+@pytest.mark.parametrize("name", asj.methods.available())
+def test_contract_inject_hyperparams(rng, name):
+    """Wrapped in inject_hyperparams every method gives the updates and weights of the bare
+    method, across the phase switch of autoscale and freeze, compiled once."""
+    direct, injected = build(name, 3), _injected(name, 3)
+    params = {"w": jnp.zeros(6)}
+
+    def make_update(tx):
+        return jax.jit(
+            lambda g, s, losses, key, extra: tx.update(
+                g, s, params, task_losses=losses, key=key, **extra
+            )
+        )
+
+    update_d, update_i = make_update(direct), make_update(injected)
+    state_d, state_i = direct.init(params), injected.init(params)
+    for step in range(4):
+        grads, losses = task_data(rng, 3)
+        args = (losses, jax.random.PRNGKey(step), extra_inputs(name, grads))
+        out_d, state_d = update_d(grads, state_d, *args)
+        out_i, state_i = update_i(grads, state_i, *args)
+        np.testing.assert_allclose(out_i["w"], out_d["w"], rtol=1e-5, atol=1e-7)
+    if name in WITH_WEIGHTS:
+        np.testing.assert_allclose(asj.task_weights(state_i), asj.task_weights(state_d), rtol=1e-6)
+    assert update_i._cache_size() == 1
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
+@pytest.mark.parametrize("name", asj.methods.available())
+def test_contract_preserves_the_gradient_dtype(rng, name, dtype):
+    """The update keeps each gradient leaf's dtype; the state keeps its tree, shapes and dtypes
+    (whatever the gradients' dtype) over steps that cross the phase switch."""
+    tx = build(name, 3)
+    params = {"w": jnp.zeros(6, dtype), "b": jnp.zeros((2,), jnp.float32)}
+    initial = tx.init(params)
+    state = initial
+    update = jax.jit(
+        lambda g, s, losses, key, extra: tx.update(g, s, params, task_losses=losses, key=key, **extra)
+    )
+    for step in range(3):
+        grads, losses = task_data(rng, 3)
+        grads = {"w": grads["w"].astype(dtype), "b": jnp.ones((3, 2), jnp.float32)}
+        out, state = update(grads, state, losses, jax.random.PRNGKey(step), extra_inputs(name, grads))
+        assert out["w"].dtype == dtype and out["b"].dtype == jnp.float32, name
+        assert out["w"].shape == (6,) and out["b"].shape == (2,)
+        assert np.all(np.isfinite(np.asarray(out["w"], np.float32)))
+        assert jax.tree.structure(state) == jax.tree.structure(initial)
+        for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(initial), strict=True):
+            assert (a.shape, a.dtype) == (b.shape, b.dtype), name
+    assert update._cache_size() == 1

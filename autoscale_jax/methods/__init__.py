@@ -23,9 +23,11 @@ from autoscale_jax.methods._registry import MethodInfo, build, check_info, markd
 from autoscale_jax.methods.aligned_mtl import aligned_mtl
 from autoscale_jax.methods.auto_lambda import auto_lambda
 from autoscale_jax.methods.cagrad import cagrad
+from autoscale_jax.methods.config import config
 from autoscale_jax.methods.cosmos import cosmos
 from autoscale_jax.methods.cr_mogm import cr_mogm
 from autoscale_jax.methods.db_mtl import db_mtl
+from autoscale_jax.methods.dualproj import dualproj
 from autoscale_jax.methods.dwa import dynamic_weight_average
 from autoscale_jax.methods.edm import edm
 from autoscale_jax.methods.excess_mtl import excess_mtl
@@ -45,6 +47,7 @@ from autoscale_jax.methods.moco import moco
 from autoscale_jax.methods.modo import modo
 from autoscale_jax.methods.nash_mtl import nash_mtl
 from autoscale_jax.methods.pbi import pbi
+from autoscale_jax.methods.pcd import pcd
 from autoscale_jax.methods.pcgrad import pcgrad
 from autoscale_jax.methods.rlw import random_loss_weighting
 from autoscale_jax.methods.scale_invariant import scale_invariant
@@ -108,6 +111,12 @@ _TABLE = (
     _M("cagrad", cagrad, "gramian", True, False, False, "unnormalised", "num_tasks",
        "Liu et al, Conflict-Averse Gradient Descent for Multi-task Learning, 2021 "
        "(arXiv 2110.14048)"),
+    _M("config", config, "gramian", True, False, False, "unnormalised", "num_tasks",
+       "Liu, Chu & Thuerey, ConFIG: Towards Conflict-free Training of Physics Informed Neural "
+       "Networks, 2024 (arXiv 2408.11104)"),
+    _M("dualproj", dualproj, "gramian", True, False, False, "unnormalised", "num_tasks",
+       "Quinton & Rey, Jacobian Descent for Multi-Objective Optimization, 2024 "
+       "(arXiv 2406.16232)"),
     _M("edm", edm, "gramian", True, False, False, "sum_to_1", "num_tasks",
        "Katrutsa et al, Follow the bisector: a simple method for multi-objective optimization, "
        "2020 (arXiv 2007.06937)"),
@@ -132,6 +141,10 @@ _TABLE = (
        "Generalization and Conflict-Avoidance, 2023 (arXiv 2305.20057)", ("second_task_grads",)),
     _M("nash_mtl", nash_mtl, "gramian", True, False, False, "unnormalised", "num_tasks",
        "Navon et al, Multi-Task Learning as a Bargaining Game, 2022 (arXiv 2202.01017)"),
+    _M("pcd", pcd, "gramian", True, False, False, "unnormalised", "num_tasks",
+       "Varam & AlHajri, Not All Objectives Are Born Equal: Priority-Constrained Descent for "
+       "Hierarchical Multi-Objective Optimization, TMLR 2026 (arXiv 2606.29521)",
+       symmetric=False),
     _M("sdmgrad", sdmgrad, "gramian", True, False, False, "sum_to_1", "num_tasks",
        "Xiao et al, Direction-oriented Multi-objective Learning: Simple and Provable Stochastic "
        "Algorithms, 2023 (arXiv 2305.18409)", ("second_task_grads",)),
@@ -216,9 +229,11 @@ __all__ = [
     "available",
     "build_for",
     "cagrad",
+    "config",
     "cosmos",
     "cr_mogm",
     "db_mtl",
+    "dualproj",
     "dynamic_weight_average",
     "edm",
     "equal_weights",
@@ -242,6 +257,7 @@ __all__ = [
     "modo",
     "nash_mtl",
     "pbi",
+    "pcd",
     "pcgrad",
     "random_loss_weighting",
     "scale_invariant",

@@ -39,6 +39,8 @@ class MethodInfo(NamedTuple):
       extra_inputs: keyword arguments of ``update`` beyond ``task_losses`` and ``key``.
       min_tasks: the fewest tasks the method is defined for with its default options (robust
         aggregators need more than two).
+      symmetric: whether permuting the tasks permutes the weights (False for PCD, whose task 0
+        is the primary task).
     """
 
     name: str
@@ -52,6 +54,7 @@ class MethodInfo(NamedTuple):
     reference: str
     extra_inputs: tuple[str, ...] = ()
     min_tasks: int = 2
+    symmetric: bool = True
 
 
 def check_info(info: MethodInfo) -> MethodInfo:
