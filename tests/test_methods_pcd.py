@@ -15,7 +15,6 @@ from method_checks import assert_compiles_once_and_survives_nan, flat
 from test_methods_solvers import assert_compiles_once_and_flags_nan
 
 import autoscale_jax as asj
-
 from autoscale_jax.methods.pcd import pcd
 
 pcd_module = importlib.import_module("autoscale_jax.methods.pcd")
