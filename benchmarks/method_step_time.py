@@ -34,8 +34,8 @@ def method_configs(num_tasks: int) -> dict[str, asj.MultiTaskTransformation]:
     configs: dict[str, asj.MultiTaskTransformation] = {}
     for name in asj.methods.available():
         info = asj.methods.info(name)
-        if info.constructor == "weights":
-            continue  # fixed_weights is equal_weights' step
+        if info.constructor == "weights" or info.min_tasks > num_tasks:
+            continue  # fixed_weights is equal_weights' step; robust aggregators need K >= 3
         if name == "autoscale":
             configs["autoscale phase 1"] = asj.autoscale(num_tasks, 1000, metric_mask="shared")
             configs["autoscale phase 2, step (lax.cond)"] = asj.autoscale(num_tasks, 1)
