@@ -4,14 +4,22 @@ Per-task gradients from one forward pass, MTO metrics, AutoScale, and multi-task
 optax transformations that take stacked task gradients and ``task_losses=``.
 """
 
-from autoscale_jax import estimator, methods, metrics, weighting
+from autoscale_jax import estimator, methods, metrics, modes, search, weighting
+from autoscale_jax.accumulation import MultiStepsState, multi_steps
 from autoscale_jax.base import (
     FastPath,
     MultiTaskTransformation,
+    needs_task_gradients,
     task_weights,
     weighted_sum,
 )
-from autoscale_jax.jacobian import shared_parameter_mask, task_value_and_grad
+from autoscale_jax.jacobian import (
+    ObservedGramian,
+    SplitLoss,
+    shared_parameter_mask,
+    task_value_and_grad,
+)
+from autoscale_jax.modes import task_gramian
 from autoscale_jax.train import (
     TrainState,
     TrainStep,
@@ -32,7 +40,10 @@ __all__ = [
     "AutoScaleState",
     "FastPath",
     "FixedWeightsState",
+    "MultiStepsState",
     "MultiTaskTransformation",
+    "ObservedGramian",
+    "SplitLoss",
     "TrainState",
     "TrainStep",
     "autoscale",
@@ -42,8 +53,13 @@ __all__ = [
     "linear_scalarization_step",
     "methods",
     "metrics",
+    "modes",
+    "multi_steps",
     "multitask_train_step",
+    "needs_task_gradients",
+    "search",
     "shared_parameter_mask",
+    "task_gramian",
     "task_value_and_grad",
     "task_weights",
     "weighted_sum",

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from autoscale_jax import jacobian
@@ -38,6 +39,25 @@ class FastPath(NamedTuple):
     weights: Callable[[Any, jax.Array, jax.Array | None], jax.Array]
 
 
+class GramianPath(NamedTuple):
+    """How a Gramian-based transformation updates from the task Gramian alone.
+
+    With it, the Gramian modes of :func:`autoscale_jax.multitask_train_step` (Gramian-only,
+    representation, last layer, sampled) never stack the K per-task gradients: the step
+    measures ``G`` its own way, ``weights`` does the transformation's whole state transition
+    and the update is one VJP ``∇ Σ_k w_k L_k``.
+
+    Attributes:
+      weights: ``(state, observed, task_losses, key, task_mask) -> (weights, next_state)``
+        with ``observed`` a :class:`autoscale_jax.jacobian.ObservedGramian` and ``task_mask``
+        the tasks present in the batch (partial labels) or ``None``.
+      metric_mask: the leaves the transformation's Gramian sees (its ``metric_mask``).
+    """
+
+    weights: Callable[..., tuple[jax.Array, Any]]
+    metric_mask: Any = None
+
+
 class MultiTaskTransformation(optax.GradientTransformationExtraArgs):
     """An ``optax.GradientTransformationExtraArgs`` that may carry a :class:`FastPath`.
 
@@ -48,6 +68,7 @@ class MultiTaskTransformation(optax.GradientTransformationExtraArgs):
     """
 
     fast_path: FastPath | None = None
+    gramian_path: GramianPath | None = None
 
 
 TASK_GRADIENT_POLICIES = ("auto", "never")
@@ -57,7 +78,10 @@ _LOSS_VJP_CONSUMED: list[bool] = []
 
 
 def multitask_transformation(
-    init: Callable, update: Callable, fast_path: FastPath | None = None
+    init: Callable,
+    update: Callable,
+    fast_path: FastPath | None = None,
+    gramian_path: GramianPath | None = None,
 ) -> MultiTaskTransformation:
     """Builds a :class:`MultiTaskTransformation` from its ``init``/``update`` and fast path.
 
@@ -70,7 +94,11 @@ def multitask_transformation(
       them, else its weights ``w`` and the single gradient ``vjp(w) = ∇ Σ_k w_k L_k``;
     - ``task_gradients``: ``"auto"`` (ask the fast path; a ``lax.cond`` when the answer depends
       on the state) or ``"never"`` (the one-gradient branch alone, no conditional);
-    - ``vjp_chunk_size``: per-task VJPs this many at a time (bounds memory).
+    - ``vjp_chunk_size``: per-task VJPs this many at a time (bounds memory);
+    - ``task_gramian``: ``metric_mask -> ObservedGramian``, the Gramian measured by a gradient
+      mode of the train step; when the per-task gradients are needed, the transformation's
+      :class:`GramianPath` turns it into weights and the update is ``loss_vjp(w)`` (raises for
+      a transformation without one).
     """
 
     def update_fn(
@@ -81,9 +109,14 @@ def multitask_transformation(
         loss_vjp: Callable | None = None,
         task_gradients: str = "auto",
         vjp_chunk_size: int | None = None,
+        task_gramian: Callable | None = None,
         **extra_args: Any,
     ) -> tuple[Any, Any]:
+        if loss_vjp is _QUERY:
+            raise _TaskGradientAnswer(fast_path, state)
         if loss_vjp is None:
+            if not extra_args.get("presummed", False):
+                check_not_parameter_shaped(updates, params)
             return update(updates, state, params, **extra_args)
         if task_gradients not in TASK_GRADIENT_POLICIES:
             raise ValueError(
@@ -97,13 +130,19 @@ def multitask_transformation(
         num_tasks = jnp.shape(losses)[0]
 
         def with_task_gradients(state: Any) -> tuple[Any, Any]:
+            if task_gramian is not None:
+                return _gramian_update(
+                    gramian_path, task_gramian, loss_vjp, state, params, extra_args
+                )
             eye = jnp.eye(num_tasks, dtype=jnp.asarray(losses).dtype)
             task_grads = jacobian.stacked_vjp(loss_vjp, eye, vjp_chunk_size)
-            return update(task_grads, state, params, **extra_args)
+            return update(_like_params(task_grads, params), state, params, **extra_args)
 
         def with_one_gradient(state: Any) -> tuple[Any, Any]:
+            assert fast_path is not None  # only reached with a fast path
             weights = fast_path.weights(state, losses, extra_args.get("key"))
             (combined,) = loss_vjp(weights.astype(jnp.asarray(losses).dtype))
+            combined = _like_params(combined, params)
             return update(combined, state, params, presummed=True, **extra_args)
 
         if fast_path is None:
@@ -120,7 +159,136 @@ def multitask_transformation(
 
     transformation = MultiTaskTransformation(init, update_fn)
     transformation.fast_path = fast_path
+    transformation.gramian_path = gramian_path
     return transformation
+
+
+def _gramian_update(
+    gramian_path: GramianPath | None,
+    task_gramian: Callable,
+    loss_vjp: Callable,
+    state: Any,
+    params: Any,
+    extra_args: dict,
+) -> tuple[Any, Any]:
+    """A Gramian-mode update: the weights from the measured Gramian, then one VJP."""
+    if gramian_path is None:
+        raise ValueError(
+            "This transformation cannot update from the task Gramian alone (it is not a "
+            "Gramian-based method, uses heads='plain', or measures a second batch): train it "
+            "with gradient_mode='stacked'."
+        )
+    losses = jnp.asarray(extra_args["task_losses"])
+    observed = task_gramian(gramian_path.metric_mask)
+    weights, state = gramian_path.weights(
+        state, observed, losses, extra_args.get("key"), extra_args.get("task_mask")
+    )
+    (combined,) = loss_vjp(weights.astype(losses.dtype))
+    return _like_params(combined, params), state
+
+
+class _TaskGradientAnswer(Exception):  # a control-flow signal, not an error
+    """Carries the fast path's answer out of an optax chain (see needs_task_gradients)."""
+
+    def __init__(self, fast_path: FastPath | None, state: Any) -> None:
+        super().__init__("needs_task_gradients")
+        self.fast_path, self.state = fast_path, state
+
+
+def _query_vjp(cotangent: Any) -> Any:  # pragma: no cover - never called, only compared
+    raise AssertionError("the needs_task_gradients probe is not a VJP")
+
+
+_QUERY: Callable = _query_vjp
+
+
+def needs_task_gradients(tx: optax.GradientTransformation, state: Any) -> Any:
+    """Whether the next update of ``tx`` needs the stacked per-task gradients.
+
+    ``tx`` is a multi-task transformation of this library or any optax wrapper whose first
+    gradient transformation is one (``optax.chain``, ``inject_hyperparams``,
+    ``apply_if_finite``), found the same way :func:`autoscale_jax.multitask_train_step` finds
+    it. ``False`` means one gradient of ``Σ_k w_k L_k`` is enough (AutoScale after its
+    estimation phase, fixed weights, loss-space methods): switch to
+    ``TrainStep.one_gradient_step``.
+
+    Args:
+      tx: the transformation (or chain) whose ``init`` built ``state``.
+      state: its state.
+
+    Returns:
+      A Python bool when the answer is static (``True`` for gradient-space methods, ``False``
+      for loss-space ones), else a boolean array (a tracer under ``jit``).
+
+    Raises:
+      TypeError: when no multi-task transformation of this library is found in ``tx``.
+
+    Example:
+      >>> tx = optax.chain(asj.autoscale(num_tasks=2, estimation_steps=1), optax.sgd(0.1))
+      >>> state = tx.init(params)
+      >>> bool(asj.needs_task_gradients(tx, state))
+      True
+      >>> _, state = tx.update(task_grads, state, params, task_losses=losses)
+      >>> bool(asj.needs_task_gradients(tx, state))
+      False
+    """
+    tx = optax.with_extra_args_support(tx)
+    try:
+        tx.update(None, state, None, loss_vjp=_QUERY)
+    except _TaskGradientAnswer as answer:
+        # Evaluated here, not where the probe stopped: a wrapper may call the multi-task part
+        # inside a lax.cond (apply_if_finite), whose values must not leak out of its trace.
+        if answer.fast_path is None:
+            return True
+        return answer.fast_path.needs_task_gradients(answer.state)
+    except Exception as err:  # a wrapper that could not run on the probe
+        raise TypeError(
+            "needs_task_gradients found no multi-task transformation of autoscale_jax at the "
+            f"front of this transformation ({type(err).__name__}: {err})."
+        ) from err
+    raise TypeError(
+        "needs_task_gradients found no multi-task transformation of autoscale_jax at the front "
+        "of this transformation (or a wrapper that does not forward extra arguments)."
+    )
+
+
+def _like_params(grads: Any, params: Any) -> Any:
+    """``grads`` leaf by leaf in the container structure of ``params`` (when they differ).
+
+    A loss VJP taken through another container type (e.g. a Flax NNX ``State`` of variables
+    where the optimizer passes plain arrays) keeps its leaves in the same order.
+    """
+    if params is None:
+        return grads
+    leaves, treedef = jax.tree.flatten(grads)
+    params_def: Any = jax.tree.structure(params)
+    if treedef == params_def or len(leaves) != params_def.num_leaves:
+        return grads
+    return jax.tree.unflatten(params_def, leaves)
+
+
+def check_not_parameter_shaped(task_grads: Any, params: Any) -> None:
+    """Raises when ``params`` is given and every gradient leaf has exactly its parameter's shape.
+
+    Stacked task gradients have shape ``[K, *param.shape]``. Gradients without the task axis
+    whose first dimension happens to equal K would otherwise pass the leading-axis check and
+    be combined along a parameter axis.
+    """
+    if params is None or task_grads is None:
+        return
+    grad_leaves = jax.tree.leaves(task_grads)
+    param_leaves = jax.tree.leaves(params)
+    if not grad_leaves or len(grad_leaves) != len(param_leaves):
+        return
+    shapes = [(jnp.shape(g), jnp.shape(p)) for g, p in zip(grad_leaves, param_leaves, strict=True)]
+    if all(g == p for g, p in shapes):
+        raise ValueError(
+            "The gradients have exactly the parameters' shapes (e.g. "
+            f"{shapes[0][0]}): a multi-task transformation expects stacked task gradients "
+            "[K, *param.shape] (use autoscale_jax.task_value_and_grad). Inside "
+            "optax.MultiSteps, whose accumulator has the parameters' shape, use "
+            "autoscale_jax.multi_steps instead."
+        )
 
 
 def check_num_tasks(num_tasks: Any) -> int:
@@ -136,6 +304,18 @@ def check_num_tasks(num_tasks: Any) -> int:
             "task use a plain optax optimizer on its loss."
         )
     return int(num_tasks)
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """A static count (a Python or NumPy integer >= 1, not a bool) as a Python int."""
+    if (
+        isinstance(value, bool | np.bool_)
+        or not isinstance(value, int | np.integer)
+        or isinstance(value, jax.core.Tracer)
+        or value < 1
+    ):
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    return int(value)
 
 
 def check_task_gradients(task_grads: Any, num_tasks: int) -> None:
@@ -201,7 +381,14 @@ def loss_space_fast_path(weights: Any) -> FastPath:
 
 def _find_task_weights(node: Any) -> jax.Array | None:
     if hasattr(node, "_fields") and "task_weights" in node._fields:
-        return node.task_weights
+        found = node.task_weights
+        # A Flax NNX optimizer wraps every state array in a variable.
+        if isinstance(found, jax.Array):
+            return found
+        getter = getattr(found, "get_value", None)  # Flax >= 0.12 deprecates ``.value``
+        return getter() if getter is not None else getattr(found, "value", found)
+    if not isinstance(node, tuple | list | dict) and hasattr(node, "opt_state"):
+        return _find_task_weights(node.opt_state)  # nnx.Optimizer, linen TrainState
     children = node.values() if isinstance(node, dict) else node
     if isinstance(children, tuple | list) or isinstance(node, dict):
         for child in children:
@@ -216,7 +403,8 @@ def task_weights(state: Any) -> jax.Array:
 
     Args:
       state: the state of a multi-task transformation, or of an ``optax.chain`` /
-        ``inject_hyperparams`` wrapping one.
+        ``inject_hyperparams`` wrapping one, or an object with an ``opt_state`` (a Flax
+        ``nnx.Optimizer`` or linen ``TrainState``).
 
     Returns:
       The [K] weights the transformation uses (for AutoScale: the current weights during

@@ -3,10 +3,32 @@
 Phase 1 of AutoScale splits the first iterations into disjoint windows of ``τ`` steps. Within a
 window the estimator sums the Gramian ``G_t`` and the losses ``L_t`` of every finite sample
 (non-finite samples are skipped and counted); at the end of the window the guide turns the
-window means into weights, which :func:`close_window` records before the sums restart.
+window means into weights, which :func:`close_window` folds into a running aggregate before the
+sums restart.
+
+The state is O(K²) whatever the phase length: no row per window is kept. Every aggregation is a
+running quantity over the closed windows' weights ``w^{(0)} .. w^{(W-1)}``:
+
+- ``"mean"``: ``Σ_e w^{(e)}`` from the first window;
+- ``"last_half"``: ``Σ_{e ≥ e₀} w^{(e)}`` with ``e₀ = W - ceil(W/2)``, a sum restarted at the
+  window where the second half begins (``W``, the number of windows, is static);
+- ``"last"``: the latest ``w^{(e)}``;
+- ``"ema"``: ``a ← β a + (1-β) w^{(e)}`` started at ``a = w^{(0)}``.
+
+All four are *exact*: once the ``W``-th window closes (as at the end of AutoScale's phase 1) they
+equal :func:`autoscale_jax.weighting.aggregate_window_weights` of the ``W`` rows, up to float32
+summation order. Read before then, ``"last_half"`` is the mean of the windows closed since
+``e₀`` (none yet: the neutral equal weights).
+
+Partial observations. :func:`accumulate` takes an optional task mask: with task sampling or
+partial labels only the Gramian entries ``(i, j)`` of tasks seen together and the losses of the
+present tasks are summed, each entry with its own count, so every window mean is the mean over
+the samples that observed it (unbiased when the tasks seen are drawn independently of the
+gradients). An entry never observed in a window has mean 0: a task with no sample gets the
+neutral weight (the mean of the others') from the guides.
 
 Example:
-  >>> stats = init_window_statistics(num_tasks=2, num_windows=3)
+  >>> stats = init_window_statistics(num_tasks=2)
   >>> stats = accumulate(stats, jnp.eye(2), jnp.array([1.0, 2.0]))
   >>> window_means(stats)[1]
   Array([1., 2.], dtype=float32)
@@ -19,59 +41,184 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+AGGREGATIONS = ("last_half", "last", "mean", "ema")
+
+
+class Aggregation(NamedTuple):
+    """How closed windows' weights are aggregated: static, fixed when the transform is built.
+
+    Attributes:
+      how: ``"last_half"``, ``"last"``, ``"mean"`` or ``"ema"``.
+      first_window: the first window counted by a sum (``"last_half"``: ``W - ceil(W/2)``).
+      decay: ``β`` of ``"ema"``.
+    """
+
+    how: str
+    first_window: int = 0
+    decay: float = 0.9
+
+
+def aggregation(how: str, num_windows: int, decay: float = 0.9) -> Aggregation:
+    """The static :class:`Aggregation` for ``num_windows`` windows in total.
+
+    Args:
+      how: one of :data:`AGGREGATIONS`.
+      num_windows: ``W``, the number of windows of the phase (``ceil(T1 / τ)``).
+      decay: ``β`` for ``"ema"``.
+
+    Returns:
+      An :class:`Aggregation`; ``"last_half"`` starts its sum at window ``W - ceil(W/2)``.
+
+    Example:
+      >>> aggregation("last_half", 5).first_window      # windows 2, 3, 4
+      2
+    """
+    if how not in AGGREGATIONS:
+        raise ValueError(f"Unknown aggregation {how!r}; choose one of {AGGREGATIONS}.")
+    num_windows = max(int(num_windows), 1)
+    first = num_windows - (num_windows + 1) // 2 if how == "last_half" else 0
+    return Aggregation(how, first, float(decay))
+
 
 class WindowStatistics(NamedTuple):
-    """Running sums of the current window and the weights chosen in closed windows."""
+    """Running sums of the current window and the running aggregate of closed windows."""
 
-    gramian_sum: jax.Array  # [K, K] sum of finite Gramians in the current window
-    loss_sum: jax.Array  # [K] sum of finite losses in the current window
-    count: jax.Array  # int32: finite samples in the current window
+    gramian_sum: jax.Array  # [K, K] sum of the observed finite Gramian entries in the window
+    gramian_count: jax.Array  # [K, K] int32: samples per Gramian entry in the window
+    loss_sum: jax.Array  # [K] sum of the observed finite losses in the window
+    loss_count: jax.Array  # [K] int32: samples per loss in the window
+    count: jax.Array  # type: ignore[assignment]  # int32: finite samples in the current window
     skipped: jax.Array  # int32: non-finite samples skipped since init
-    windows_closed: jax.Array  # int32: windows whose weights were recorded
-    window_weights: jax.Array  # [W, K] weights chosen at the end of each closed window
+    windows_closed: jax.Array  # int32: windows whose weights were aggregated
+    aggregate: jax.Array  # [K] running aggregate of the closed windows' weights
+    aggregated: jax.Array  # int32: windows folded into ``aggregate``
 
 
-def init_window_statistics(num_tasks: int, num_windows: int) -> WindowStatistics:
-    """Empty statistics for ``num_tasks`` tasks and at most ``num_windows`` windows."""
+def init_window_statistics(num_tasks: int) -> WindowStatistics:
+    """Empty statistics for ``num_tasks`` tasks; the size does not depend on the phase length."""
+    zeros_kk = jnp.zeros((num_tasks, num_tasks), jnp.float32)
+    zero = jnp.zeros((), jnp.int32)
     return WindowStatistics(
-        gramian_sum=jnp.zeros((num_tasks, num_tasks), jnp.float32),
+        gramian_sum=zeros_kk,
+        gramian_count=jnp.zeros((num_tasks, num_tasks), jnp.int32),
         loss_sum=jnp.zeros((num_tasks,), jnp.float32),
-        count=jnp.zeros((), jnp.int32),
-        skipped=jnp.zeros((), jnp.int32),
-        windows_closed=jnp.zeros((), jnp.int32),
-        window_weights=jnp.zeros((max(num_windows, 1), num_tasks), jnp.float32),
+        loss_count=jnp.zeros((num_tasks,), jnp.int32),
+        count=zero,
+        skipped=zero,
+        windows_closed=zero,
+        aggregate=jnp.zeros((num_tasks,), jnp.float32),
+        aggregated=zero,
     )
 
 
-def is_finite_sample(G: jax.Array, losses: jax.Array) -> jax.Array:
-    """True when the Gramian and the losses are all finite."""
-    return jnp.all(jnp.isfinite(G)) & jnp.all(jnp.isfinite(losses))
+def is_finite_sample(
+    G: jax.Array, losses: jax.Array, task_mask: jax.Array | None = None
+) -> jax.Array:
+    """True when the observed Gramian entries and losses are all finite.
+
+    Args:
+      G: [K, K] Gramian.
+      losses: [K] losses.
+      task_mask: optional [K] bools; entries of unobserved tasks are ignored.
+    """
+    if task_mask is None:
+        return jnp.all(jnp.isfinite(G)) & jnp.all(jnp.isfinite(losses))
+    pairs = task_mask[:, None] & task_mask[None, :]
+    return jnp.all(jnp.isfinite(G) | ~pairs) & jnp.all(jnp.isfinite(losses) | ~task_mask)
 
 
-def accumulate(stats: WindowStatistics, G: jax.Array, losses: jax.Array) -> WindowStatistics:
-    """Adds one sample to the current window; a non-finite sample is skipped and counted."""
-    finite = is_finite_sample(G, losses)
+def accumulate(
+    stats: WindowStatistics,
+    G: jax.Array,
+    losses: jax.Array,
+    task_mask: jax.Array | None = None,
+    loss_mask: jax.Array | None = None,
+) -> WindowStatistics:
+    """Adds one sample to the current window; a non-finite sample is skipped and counted.
+
+    Args:
+      stats: the statistics.
+      G: [K, K] Gramian of this step (entries of unobserved tasks are ignored).
+      losses: [K] task losses.
+      task_mask: optional [K] bools, the tasks whose gradients were observed (sampling,
+        partial labels); entry ``(i, j)`` counts when both are.
+      loss_mask: optional [K] bools, the tasks whose losses were observed (default
+        ``task_mask``).
+
+    Returns:
+      The updated statistics.
+    """
+    num_tasks = losses.shape[0]
+    if task_mask is None:
+        task_mask = jnp.ones((num_tasks,), bool)
+    task_mask = jnp.asarray(task_mask, bool)
+    loss_mask = task_mask if loss_mask is None else jnp.asarray(loss_mask, bool)
+    finite = is_finite_sample(G, losses, task_mask) & jnp.all(jnp.isfinite(losses) | ~loss_mask)
+    pairs = task_mask[:, None] & task_mask[None, :] & finite
+    seen_losses = loss_mask & finite
     return stats._replace(
-        gramian_sum=stats.gramian_sum + jnp.where(finite, G, 0.0).astype(jnp.float32),
-        loss_sum=stats.loss_sum + jnp.where(finite, losses, 0.0).astype(jnp.float32),
+        gramian_sum=stats.gramian_sum + jnp.where(pairs, G, 0.0).astype(jnp.float32),
+        gramian_count=stats.gramian_count + pairs.astype(jnp.int32),
+        loss_sum=stats.loss_sum + jnp.where(seen_losses, losses, 0.0).astype(jnp.float32),
+        loss_count=stats.loss_count + seen_losses.astype(jnp.int32),
         count=stats.count + finite.astype(jnp.int32),
         skipped=stats.skipped + (~finite).astype(jnp.int32),
     )
 
 
 def window_means(stats: WindowStatistics) -> tuple[jax.Array, jax.Array]:
-    """Mean Gramian and mean losses of the current window (zeros when it has no sample)."""
-    n = jnp.maximum(stats.count, 1).astype(jnp.float32)
-    return stats.gramian_sum / n, stats.loss_sum / n
+    """Mean Gramian and mean losses of the current window, entry by entry over the samples
+    that observed each entry (0 where none did)."""
+    G = stats.gramian_sum / jnp.maximum(stats.gramian_count, 1).astype(jnp.float32)
+    losses = stats.loss_sum / jnp.maximum(stats.loss_count, 1).astype(jnp.float32)
+    return G, losses
 
 
-def close_window(stats: WindowStatistics, weights: jax.Array) -> WindowStatistics:
-    """Records ``weights`` as the current window's choice and starts a new, empty window."""
-    slot = jnp.minimum(stats.windows_closed, stats.window_weights.shape[0] - 1)
+def close_window(
+    stats: WindowStatistics, weights: jax.Array, agg: Aggregation | None = None
+) -> WindowStatistics:
+    """Folds ``weights`` (the current window's choice) into the aggregate; empties the window.
+
+    Args:
+      stats: the statistics.
+      weights: [K] weights chosen for the window that closes.
+      agg: the static :class:`Aggregation` (default: ``"mean"``).
+
+    Returns:
+      The statistics with an empty window and the updated running aggregate.
+    """
+    agg = Aggregation("mean") if agg is None else agg
+    weights = weights.astype(jnp.float32)
+    index = stats.windows_closed
+    if agg.how == "last":
+        aggregate, aggregated = weights, jnp.ones((), jnp.int32)
+    elif agg.how == "ema":
+        blended = agg.decay * stats.aggregate + (1 - agg.decay) * weights
+        aggregate = jnp.where(index == 0, weights, blended)
+        aggregated = stats.aggregated + 1
+    else:  # a sum restarted at the static first window
+        counted = index >= agg.first_window
+        aggregate = stats.aggregate + jnp.where(counted, weights, 0.0)
+        aggregated = stats.aggregated + counted.astype(jnp.int32)
     return stats._replace(
         gramian_sum=jnp.zeros_like(stats.gramian_sum),
+        gramian_count=jnp.zeros_like(stats.gramian_count),
         loss_sum=jnp.zeros_like(stats.loss_sum),
+        loss_count=jnp.zeros_like(stats.loss_count),
         count=jnp.zeros_like(stats.count),
-        windows_closed=stats.windows_closed + 1,
-        window_weights=stats.window_weights.at[slot].set(weights.astype(jnp.float32)),
+        windows_closed=index + 1,
+        aggregate=aggregate,
+        aggregated=aggregated,
     )
+
+
+def aggregated_weights(stats: WindowStatistics) -> jax.Array:
+    """The aggregate of the closed windows' weights, normalised to ``Σ w = K``.
+
+    Equal weights while no window is aggregated. For the sums (``"mean"``, ``"last_half"``)
+    the mean and the sum normalise to the same weights.
+    """
+    num_tasks = stats.aggregate.shape[0]
+    total = jnp.sum(stats.aggregate)
+    ok = (stats.aggregated > 0) & (total > 0)
+    return jnp.where(ok, stats.aggregate * (num_tasks / jnp.where(ok, total, 1.0)), 1.0)

@@ -26,8 +26,14 @@ from typing import Any, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 EPS = 1e-12
+
+# On GPU (TF32) and TPU (bf16 passes) a float32 matmul at default precision keeps ~10 bits; the
+# Gramian's inner products over millions of parameters would lose digits, so ask for full
+# float32 (a no-op on CPU, where float32 matmuls are exact float32 anyway).
+FULL_PRECISION = jax.lax.Precision.HIGHEST
 
 # A metric mask: None (every leaf), a pytree of bools matching the params, a predicate on
 # (key path, leaf), or "shared" (leaves where at least two tasks have a nonzero gradient).
@@ -44,6 +50,43 @@ def _leaf_is_shared(leaf: jax.Array) -> jax.Array:
     """True when two or more tasks have a nonzero gradient in this leaf (traceable)."""
     nonzero_per_task = jnp.any(leaf.reshape(leaf.shape[0], -1) != 0, axis=1)
     return jnp.sum(nonzero_per_task) >= 2
+
+
+MASK_NAMES = ("shared",)
+
+
+def check_metric_mask(mask: MetricMask) -> MetricMask:
+    """Validates a metric mask where it is given (at construction); returns it unchanged.
+
+    Raises:
+      ValueError: for an unknown mask name (a typo such as ``"shard"``), an empty pytree, a
+        pytree with a non-boolean leaf, or a pytree of bools that are all False (the
+        metrics would see no parameter at all).
+    """
+    if mask is None or callable(mask):
+        return mask
+    if isinstance(mask, str):
+        if mask not in MASK_NAMES:
+            raise ValueError(
+                f"Unknown metric_mask {mask!r}; use None, 'shared', a pytree of bools or a "
+                "predicate (key_path, leaf) -> bool."
+            )
+        return mask
+    leaves = jax.tree.leaves(mask)
+    if not leaves:
+        raise ValueError("metric_mask is an empty pytree: it must have one bool per leaf.")
+    for leaf in leaves:
+        if not isinstance(leaf, bool | np.bool_) and getattr(leaf, "dtype", None) != np.bool_:
+            raise ValueError(
+                f"metric_mask leaves must be bools, got {type(leaf).__name__} {leaf!r}."
+            )
+    if not any(bool(np.any(np.asarray(leaf))) for leaf in leaves):
+        raise ValueError("metric_mask is False on every leaf: the metrics would see nothing.")
+    return mask
+
+
+def _static_false(keep: Any) -> bool:
+    return isinstance(keep, bool | np.bool_) and not keep
 
 
 def resolve_mask(task_grads: Any, mask: MetricMask) -> Any:
@@ -80,7 +123,9 @@ def resolve_mask(task_grads: Any, mask: MetricMask) -> Any:
 def gramian(task_grads: Any, mask: MetricMask = None) -> jax.Array:
     """Gramian ``G_ij = <g_i, g_j>`` of stacked per-task gradients, leaf by leaf.
 
-    The Jacobian is never concatenated: ``G = Σ_leaves J_leaf J_leafᵀ``.
+    The Jacobian is never concatenated: ``G = Σ_leaves J_leaf J_leafᵀ``. Every block is a
+    float32 (or wider) matmul at ``precision=HIGHEST``: TF32 or bf16 passes on accelerators
+    would lose digits the condition number and cosines need.
 
     Args:
       task_grads: pytree whose leaves have a leading task axis of size K (the output of
@@ -96,12 +141,17 @@ def gramian(task_grads: Any, mask: MetricMask = None) -> jax.Array:
     num_tasks = leaves[0].shape[0] if leaves[0].ndim else 0
     chex.assert_tree_shape_prefix(task_grads, (num_tasks,))
     masks = jax.tree.leaves(resolve_mask(task_grads, mask))
+    if all(_static_false(keep) for keep in masks):
+        raise ValueError(
+            "The metric mask selects no parameter leaf: the Gramian would be zero and every "
+            "metric meaningless. Check metric_mask (a predicate that never matches?)."
+        )
     total = jnp.zeros((num_tasks, num_tasks), jnp.promote_types(leaves[0].dtype, jnp.float32))
     for leaf, keep in zip(leaves, masks, strict=True):
-        if keep is False:
+        if _static_false(keep):
             continue
         rows = at_least_float32(leaf).reshape(num_tasks, -1)
-        block = rows @ rows.T
+        block = jnp.matmul(rows, rows.T, precision=FULL_PRECISION)
         total = total + (block if keep is True else jnp.where(keep, block, 0.0))
     return total
 

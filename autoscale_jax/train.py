@@ -17,6 +17,8 @@ conditional costs a few percent up to ~20% of a step (its branches lose some fus
 threading), so for the last bit of speed switch to ``one_gradient_step`` (the branch alone, the
 exact cost of a plain optax step) once phase 1 is over:
 
+  >>> train = asj.multitask_train_step(loss_fn, asj.autoscale(2, estimation_steps), optax.sgd(0.1))
+  >>> state = train.init(params)
   >>> step, fast = jax.jit(train.step), jax.jit(train.one_gradient_step)
   >>> for i, batch in enumerate(batches):
   ...   params, state, losses = (step if i < estimation_steps else fast)(params, state, batch)
@@ -36,7 +38,7 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
-from autoscale_jax import base, jacobian
+from autoscale_jax import base, modes
 
 
 class TrainState(NamedTuple):
@@ -60,13 +62,20 @@ class TrainStep(NamedTuple):
         the state): one compiled function for the whole run.
       one_gradient_step: always the one-backward-pass branch, no ``lax.cond``: exactly the cost
         of a plain optax step. Valid once the fast path no longer needs task gradients (for
-        AutoScale: from step ``estimation_steps`` on; before that its weights are NaN, so a
-        premature call is loud). Raises for a weighting without a fast path.
+        AutoScale: from step ``estimation_steps`` on). A premature call is refused: called
+        eagerly it raises ``ValueError``; under ``jit`` (where it cannot raise) AutoScale's
+        weights are NaN, so the parameters and ``asj.task_weights(state)`` turn NaN instead
+        of training on unfinished weights. Raises for a weighting without a fast path.
+      needs_task_gradients: ``state -> bool`` (a bool array when it depends on the state):
+        whether the next step still needs per-task gradients, i.e. whether
+        ``one_gradient_step`` would be premature (see
+        :func:`autoscale_jax.needs_task_gradients`).
     """
 
     init: Callable[[Any], TrainState]
     step: Callable[..., tuple[Any, TrainState, jax.Array]]
     one_gradient_step: Callable[..., tuple[Any, TrainState, jax.Array]]
+    needs_task_gradients: Callable[[Any], Any] = lambda state: False
 
 
 def multitask_train_step(
@@ -75,6 +84,9 @@ def multitask_train_step(
     optimizer: optax.GradientTransformation | None = None,
     *,
     chunk_size: int | None = None,
+    gradient_mode: str = "stacked",
+    num_sampled_tasks: int | None = None,
+    task_counts: bool = False,
 ) -> TrainStep:
     """A train step for ``weighting`` (then ``optimizer``) with the one-backward-pass fast path.
 
@@ -92,7 +104,18 @@ def multitask_train_step(
         optax.adam(1e-3))``, possibly wrapped in ``inject_hyperparams``).
       optimizer: an optax transformation applied after ``weighting`` (``None`` when
         ``weighting`` already includes it).
-      chunk_size: per-task VJPs computed this many at a time (bounds memory).
+      chunk_size: per-task VJPs (or Gramian columns) computed this many at a time (bounds
+        memory).
+      gradient_mode: how steps that need the task gradients measure them (see
+        :mod:`autoscale_jax.modes`): ``"stacked"`` (the K per-task gradients, exact, every
+        method), or, for AutoScale and every Gramian-based method, ``"gramian"`` (G column by
+        column as a JVP of a VJP: exact, O(P + K²) memory), ``"representation"`` /
+        ``"last_layer"`` (K VJPs through the heads of a :class:`~autoscale_jax.SplitLoss`:
+        approximate) or ``"sampled"`` (``num_sampled_tasks`` random tasks per step: unbiased;
+        needs ``key=``). In the Gramian modes the update is one VJP of ``Σ_k w_k L_k``.
+      num_sampled_tasks: ``m`` for ``gradient_mode="sampled"``.
+      task_counts: ``loss_fn`` returns ``(losses, counts)``, the per-task label counts of the
+        batch (partial labels); ``task_mask = counts > 0`` goes to the weighting's update.
 
     Returns:
       A :class:`TrainStep`.
@@ -101,8 +124,7 @@ def multitask_train_step(
       TypeError: at the first step, when no multi-task transformation received the VJP (a
         chain without one, or a wrapper that does not forward extra arguments).
     """
-    if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}.")
+    modes.check_mode(gradient_mode, loss_fn, num_sampled_tasks, chunk_size)
     weighting = optax.with_extra_args_support(weighting)
     optimizer = None if optimizer is None else optax.with_extra_args_support(optimizer)
 
@@ -119,9 +141,20 @@ def multitask_train_step(
             key: jax.Array | None = None,
             **update_inputs: Any,
         ) -> tuple[Any, TrainState, jax.Array]:
+            if task_gradients == "never":
+                _refuse_premature_one_gradient_step(weighting, state.weighting)
             # One forward pass; the multi-task part decides which backward pass to run.
-            losses, vjp_fn = jax.vjp(lambda p: loss_fn(p, *args), params)
-            jacobian.check_losses(losses)
+            lin = modes.linearize(
+                loss_fn,
+                params,
+                args,
+                mode=gradient_mode,
+                key=key,
+                chunk_size=chunk_size,
+                num_sampled_tasks=num_sampled_tasks,
+                task_counts=task_counts,
+            )
+            losses, vjp_fn = lin.losses, lin.loss_vjp
             base._LOSS_VJP_CONSUMED.append(False)
             try:
                 # The incoming gradients are a placeholder: the multi-task part uses loss_vjp.
@@ -134,6 +167,7 @@ def multitask_train_step(
                     loss_vjp=vjp_fn,
                     task_gradients=task_gradients,
                     vjp_chunk_size=chunk_size,
+                    **lin.update_inputs,
                     **update_inputs,
                 )
             finally:
@@ -153,7 +187,30 @@ def multitask_train_step(
 
         return step_fn
 
-    return TrainStep(init_fn, build_step("auto"), build_step("never"))
+    def needs_task_gradients(state: TrainState) -> Any:
+        return base.needs_task_gradients(weighting, state.weighting)
+
+    return TrainStep(init_fn, build_step("auto"), build_step("never"), needs_task_gradients)
+
+
+def _refuse_premature_one_gradient_step(weighting: Any, state: Any) -> None:
+    """Raises when, on a concrete state, the weighting still needs per-task gradients.
+
+    Only a state-dependent answer (AutoScale's phase) is checked here; a static ``True`` (no
+    fast path) is refused by the weighting itself, and under ``jit`` the answer is traced.
+    """
+    try:
+        needs = base.needs_task_gradients(weighting, state)
+    except TypeError:
+        return  # no multi-task part: the step raises its own error
+    if isinstance(needs, bool | jax.core.Tracer):
+        return
+    if bool(needs):
+        raise ValueError(
+            "one_gradient_step called while the weighting still needs per-task gradients "
+            "(AutoScale's estimation phase): use step until needs_task_gradients(state) is "
+            "False."
+        )
 
 
 def linear_scalarization_step(

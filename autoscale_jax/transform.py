@@ -3,7 +3,8 @@
 All transformations here take stacked task gradients (leading task axis K) and the keyword
 ``task_losses``, and output the combined gradient ``Σ_k w_k g_k``; chain them *first*:
 
-  >>> tx = optax.chain(asj.autoscale(num_tasks=3, estimation_steps=500), optax.adam(1e-3))
+  >>> tx = optax.chain(asj.autoscale(num_tasks=2, estimation_steps=500), optax.adam(1e-3))
+  >>> state = tx.init(params)
   >>> updates, state = tx.update(task_grads, state, params, task_losses=losses)
 
 Like ``optax.contrib.differentially_private_aggregate``, they must come first because their input
@@ -12,12 +13,14 @@ has the extra task axis.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from autoscale_jax import base, estimator, metrics, weighting
+from autoscale_jax import base, estimator, jacobian, metrics, weighting
 
 
 class AutoScaleState(NamedTuple):
@@ -26,7 +29,8 @@ class AutoScaleState(NamedTuple):
     Attributes:
       step: int32 steps taken; phase 1 while ``step < estimation_steps``.
       task_weights: [K] weights for the next step (fixed once phase 1 ends).
-      window_statistics: the estimator's window sums and per-window weights.
+      window_statistics: the estimator's window sums and the running aggregate of the window
+        weights: O(K²) numbers whatever ``estimation_steps`` is.
       metrics: MTO metrics of the latest phase-1 step, at the weights it trained with (NaN
         before the first finite sample); frozen in phase 2, which computes no Gramian.
     """
@@ -46,7 +50,7 @@ def autoscale(
     warm_start: bool = True,
     aggregate: str = "last_half",
     metric_mask: metrics.MetricMask = None,
-    cond_iterations: int = 100,
+    cond_iterations: int = 200,
 ) -> base.MultiTaskTransformation:
     """AutoScale: metric-guided linear-scalarization weights, then fixed-weight training.
 
@@ -67,6 +71,12 @@ def autoscale(
     This is a documented reconstruction: the paper's exact Algorithm 1 is not public; the knobs
     (window, warm start, aggregation) are explicit arguments.
 
+    Phase 1 need not stack the K gradients: ``multitask_train_step(..., gradient_mode=...)``
+    measures ``G`` column by column (``"gramian"``, exact), on a shared representation or the
+    last shared layer (approximate) or on a random subset of tasks (``"sampled"``, unbiased),
+    and trains with one VJP of ``Σ_k w_k L_k`` (see :mod:`autoscale_jax.modes`). The state is
+    O(K²) whatever ``estimation_steps`` is.
+
     Non-finite Gramians or losses during phase 1 are skipped (counted in
     ``state.window_statistics.skipped``) and never change the weights; a window without a finite
     sample keeps the previous weights. A task whose gradient is zero gets the mean weight of the
@@ -80,7 +90,8 @@ def autoscale(
       window: steps per window ``τ >= 1``.
       warm_start: set the weights from step 0's own Gramian (otherwise start at equal weights).
       aggregate: how window weights become ``w*``: ``"last_half"``, ``"last"``, ``"mean"`` or
-        ``"ema"`` (see :func:`autoscale_jax.weighting.aggregate_window_weights`).
+        ``"ema"``, each kept as a running quantity and exact (see
+        :mod:`autoscale_jax.estimator`).
       metric_mask: which parameter leaves the metrics see: ``None`` (all), ``"shared"`` (leaves
         where two or more tasks have a nonzero gradient: excludes task heads), a pytree of bools
         or a predicate ``(key_path, leaf) -> bool``.
@@ -88,51 +99,58 @@ def autoscale(
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation`; ``update(task_grads, state,
-      params=None, *, task_losses, presummed=False)``. ``presummed=True`` (used by the fast
-      path in phase 2) means ``task_grads`` is already ``Σ_k w*_k g_k``; its fast-path weights
-      are NaN during phase 1, so a phase-1 fast step cannot pass silently.
+      params=None, *, task_losses, presummed=False, task_mask=None)``. ``presummed=True``
+      (used by the fast path in phase 2) means ``task_grads`` is already ``Σ_k w*_k g_k``; its
+      fast-path weights are NaN during phase 1, so a phase-1 fast step cannot pass silently.
+      ``task_mask`` ([K] bools, e.g. ``counts > 0`` with partial labels) marks the tasks
+      present in the batch: an absent task adds no Gramian or loss sample to the window.
+      Its :class:`~autoscale_jax.base.GramianPath` is the same update from a Gramian measured
+      elsewhere (the Gramian-only, representation, last-layer and sampled modes of
+      :func:`autoscale_jax.train.multitask_train_step`).
 
     Example:
       >>> tx = optax.chain(asj.autoscale(num_tasks=2, estimation_steps=100), optax.sgd(0.1))
       >>> state = tx.init(params)
       >>> losses, task_grads = asj.task_value_and_grad(loss_fn)(params, batch)
       >>> updates, state = tx.update(task_grads, state, params, task_losses=losses)
-      >>> asj.task_weights(state)
+      >>> weights = asj.task_weights(state)   # the guide's weights from step 0 (warm start)
+      >>> weights.shape, round(float(weights.sum()), 4)
+      ((2,), 2.0)
 
     Reference:
       Yang, Ikemura et al, AutoScale: Linear Scalarization Guided by Multi-Task Optimization
       Metrics, 2025 (arXiv 2508.13979).
     """
     num_tasks = base.check_num_tasks(num_tasks)
-    if not isinstance(estimation_steps, int) or estimation_steps < 1:
-        raise ValueError(f"estimation_steps must be a positive int, got {estimation_steps!r}.")
-    if not isinstance(window, int) or window < 1:
-        raise ValueError(f"window must be a positive int, got {window!r}.")
+    estimation_steps = base.check_positive_int("estimation_steps", estimation_steps)
+    window = base.check_positive_int("window", window)
+    metric_mask = metrics.check_metric_mask(metric_mask)
     rule = weighting.guide_rule(guide, cond_iterations=cond_iterations)
-    if aggregate not in weighting.AGGREGATIONS:
-        raise ValueError(
-            f"Unknown aggregation {aggregate!r}; choose one of {weighting.AGGREGATIONS}."
-        )
     num_windows = -(-estimation_steps // window)
+    agg = estimator.aggregation(aggregate, num_windows)
 
     def init_fn(params: Any) -> AutoScaleState:
         del params
         return AutoScaleState(
             step=jnp.zeros((), jnp.int32),
             task_weights=jnp.ones((num_tasks,), jnp.float32),
-            window_statistics=estimator.init_window_statistics(num_tasks, num_windows),
+            window_statistics=estimator.init_window_statistics(num_tasks),
             metrics=metrics.empty_task_metrics(),
         )
 
-    def estimate(G: jax.Array, losses: jax.Array, state: AutoScaleState) -> tuple:
+    def estimate(G: jax.Array, losses: jax.Array, state: AutoScaleState, mask: Any) -> tuple:
         """One phase-1 step: returns the weights to train with now and the next state."""
-        finite = estimator.is_finite_sample(G, losses)
+        task_mask, loss_mask = mask
+        finite = estimator.is_finite_sample(G, losses, task_mask)
+        observed_G, observed_losses = _observed(G, losses, task_mask, loss_mask)
         weights = state.task_weights
         if warm_start:
             weights = jax.lax.cond(
-                (state.step == 0) & finite, lambda: rule(G, losses), lambda: weights
+                (state.step == 0) & finite,
+                lambda: rule(observed_G, observed_losses),
+                lambda: weights,
             )
-        stats = estimator.accumulate(state.window_statistics, G, losses)
+        stats = estimator.accumulate(state.window_statistics, G, losses, task_mask, loss_mask)
         last_step = state.step == estimation_steps - 1
         window_ends = ((state.step + 1) % window == 0) | last_step
 
@@ -141,24 +159,45 @@ def autoscale(
             chosen = jax.lax.cond(
                 stats.count > 0, lambda: rule(mean_G, mean_losses), lambda: weights
             )
-            return chosen, estimator.close_window(stats, chosen)
+            return chosen, estimator.close_window(stats, chosen, agg)
 
         next_weights, stats = jax.lax.cond(window_ends, close, lambda s: (weights, s), stats)
+        # No finite sample in all of phase 1: there is no estimate. NaN weights say so (and
+        # stop training loudly) instead of a silent fallback to the initial equal weights.
         next_weights = jax.lax.cond(
             last_step,
-            lambda: weighting.aggregate_window_weights(
-                stats.window_weights, stats.windows_closed, aggregate
+            lambda: jnp.where(
+                stats.skipped >= estimation_steps, jnp.nan, estimator.aggregated_weights(stats)
             ),
             lambda: next_weights,
         )
         snapshot = jax.lax.cond(
             finite,
-            lambda: metrics.task_metrics(G, losses, weights),
+            lambda: metrics.task_metrics(observed_G, observed_losses, weights),
             lambda: state.metrics,
         )
         return weights, state._replace(
             task_weights=next_weights, window_statistics=stats, metrics=snapshot
         )
+
+    def advance(
+        state: AutoScaleState,
+        gramian: Callable[[], jax.Array],
+        losses: jax.Array | None,
+        task_mask: Any = None,
+        loss_mask: Any = None,
+    ) -> tuple[jax.Array, AutoScaleState]:
+        """One update from the Gramian (computed by ``gramian()`` in phase 1 only)."""
+        losses = base.check_task_losses(losses, num_tasks)
+        mask = (_as_mask(task_mask, num_tasks), _as_mask(loss_mask, num_tasks))
+
+        def phase_one(state: AutoScaleState) -> tuple:
+            return estimate(gramian(), losses, state, mask)
+
+        weights, state = jax.lax.cond(
+            state.step < estimation_steps, phase_one, lambda s: (s.task_weights, s), state
+        )
+        return weights, state._replace(step=state.step + 1)
 
     def update_fn(
         task_grads: Any,
@@ -167,22 +206,38 @@ def autoscale(
         *,
         task_losses: jax.Array | None = None,
         presummed: bool = False,
+        task_mask: jax.Array | None = None,
         **extra_args: Any,
     ) -> tuple[Any, AutoScaleState]:
         del params, extra_args
         if presummed:
-            # The fast path computed Σ w*_k g_k itself (its weights are NaN in phase 1).
-            return task_grads, state._replace(step=state.step + 1)
+            # The fast path computed Σ w*_k g_k itself. In phase 1 its weights were NaN (a
+            # premature one-gradient step): the state's weights turn NaN too, so
+            # task_weights(state) does not report clean weights after it.
+            premature = state.step < estimation_steps
+            weights = jnp.where(premature, jnp.nan, state.task_weights)
+            return task_grads, state._replace(step=state.step + 1, task_weights=weights)
         base.check_task_gradients(task_grads, num_tasks)
-        losses = base.check_task_losses(task_losses, num_tasks)
-
-        def phase_one(state: AutoScaleState) -> tuple:
-            return estimate(metrics.gramian(task_grads, metric_mask), losses, state)
-
-        weights, state = jax.lax.cond(
-            state.step < estimation_steps, phase_one, lambda s: (s.task_weights, s), state
+        weights, state = advance(
+            state, lambda: metrics.gramian(task_grads, metric_mask), task_losses, task_mask
         )
-        return base.weighted_sum(task_grads, weights), state._replace(step=state.step + 1)
+        return base.weighted_sum(task_grads, weights), state
+
+    def weights_from_gramian(
+        state: AutoScaleState,
+        observed: jacobian.ObservedGramian,
+        task_losses: jax.Array,
+        key: Any = None,
+        task_mask: jax.Array | None = None,
+    ) -> tuple[jax.Array, AutoScaleState]:
+        """The update from a Gramian measured elsewhere; the estimator keeps, per entry, the
+        samples that observed it (task sampling) of the tasks present (partial labels)."""
+        del key
+        present = _as_mask(task_mask, num_tasks)
+        measured = _and_masks(observed.task_mask, present)
+        if present is None and measured is not None:
+            present = jnp.ones((num_tasks,), bool)  # sampling: every loss is still measured
+        return advance(state, lambda: observed.gramian, task_losses, measured, present)
 
     def fast_path_weights(state: AutoScaleState, task_losses: Any, key: Any) -> jax.Array:
         # Phase-1 weights are still being measured: NaN makes a misuse loud, at K-element cost.
@@ -192,7 +247,35 @@ def autoscale(
         needs_task_gradients=lambda state: state.step < estimation_steps,
         weights=fast_path_weights,
     )
-    return base.multitask_transformation(init_fn, update_fn, fast_path)
+    gramian_path = base.GramianPath(weights_from_gramian, metric_mask)
+    return base.multitask_transformation(init_fn, update_fn, fast_path, gramian_path)
+
+
+def _as_mask(mask: Any, num_tasks: int) -> jax.Array | None:
+    """``None`` or a [K] bool array (a task mask of the partial-observation modes)."""
+    if mask is None:
+        return None
+    mask = jnp.asarray(mask)
+    if mask.shape != (num_tasks,):
+        raise ValueError(f"task_mask must have shape ({num_tasks},), got {mask.shape}.")
+    return mask.astype(bool)
+
+
+def _and_masks(a: Any, b: Any) -> Any:
+    """The conjunction of two optional masks."""
+    if a is None or b is None:
+        return b if a is None else a
+    return a & b
+
+
+def _observed(G: jax.Array, losses: jax.Array, task_mask: Any, loss_mask: Any) -> tuple:
+    """The Gramian and losses with unobserved entries set to 0 (so they stay finite)."""
+    if task_mask is not None:
+        G = jnp.where(task_mask[:, None] & task_mask[None, :], G, 0.0)
+    loss_mask = task_mask if loss_mask is None else loss_mask
+    if loss_mask is not None:
+        losses = jnp.where(loss_mask, losses, 0.0)
+    return G, losses
 
 
 class FixedWeightsState(NamedTuple):
@@ -205,7 +288,8 @@ def fixed_weights(weights: Any) -> base.MultiTaskTransformation:
     """Linear scalarization with fixed weights: the update is ``Σ_k w_k g_k``.
 
     Args:
-      weights: [K] task weights (K >= 2), used as given (no normalisation).
+      weights: [K] task weights (K >= 2), used as given (no normalisation): finite, >= 0,
+        not all zero (checked when concrete; a ``ValueError`` otherwise).
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation`; ``task_losses`` is optional. Its
@@ -218,6 +302,13 @@ def fixed_weights(weights: Any) -> base.MultiTaskTransformation:
     if weights.ndim != 1:
         raise ValueError(f"weights must be a vector [K], got shape {weights.shape}.")
     num_tasks = base.check_num_tasks(weights.shape[0])
+    if not isinstance(weights, jax.core.Tracer):  # traced under inject_hyperparams' update
+        values = np.asarray(weights)
+        if not np.all(np.isfinite(values)) or np.any(values < 0) or not np.any(values > 0):
+            raise ValueError(
+                "fixed_weights needs finite, non-negative weights with at least one positive, "
+                f"got {values.tolist()}."
+            )
 
     def init_fn(params: Any) -> FixedWeightsState:
         del params

@@ -25,3 +25,40 @@ def as_task_grads(jacobian: np.ndarray) -> dict:
         "a": np.asarray(jacobian[:, :split], np.float32),
         "b": np.asarray(jacobian[:, split:], np.float32),
     }
+
+
+# Lines the CI log should show (notebook run times from the wheel, doctest counts, ...),
+# printed in a section of pytest's terminal summary. Tests add them with the
+# ``ci_report`` fixture; they travel as user properties of the test reports, so they reach
+# the summary from pytest-xdist workers too.
+@pytest.fixture
+def ci_report(record_property):
+    """``ci_report(line)`` adds ``line`` to the "autoscale-jax CI report" summary section."""
+
+    def add(line: str) -> None:
+        record_property("ci_report", line)
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    reports = [
+        report
+        for key in ("passed", "failed")
+        for report in terminalreporter.stats.get(key, [])
+        if report.when == "call"
+    ]
+    lines = [value for r in reports for name, value in r.user_properties if name == "ci_report"]
+    doctests = [r for r in reports if "::" in r.nodeid and _is_doctest(r.nodeid)]
+    if doctests:
+        failed = sum(r.failed for r in doctests)
+        lines.append(f"doctests: {len(doctests) - failed} passed, {failed} failed")
+    if lines:
+        terminalreporter.section("autoscale-jax CI report")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+def _is_doctest(nodeid: str) -> bool:
+    path = nodeid.split("::", 1)[0]
+    return path.endswith(".md") or (path.endswith(".py") and not path.startswith("tests/"))

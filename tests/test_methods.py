@@ -1,6 +1,8 @@
 """The method registry and the contract every registered method keeps, plus cross-method facts:
 the two-task equivalence of arXiv 2505.10347 and the CAGrad paper's 2-D toy."""
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -224,7 +226,14 @@ def _injected(name: str, num_tasks: int):
         kwargs = {"weights": jnp.arange(1.0, num_tasks + 1)}
     else:
         kwargs = {"num_tasks": num_tasks}
-    static = tuple(k for k in kwargs if k != "weights")
+    # Float hyper-parameters are injected (traced); counts, flags, names and the method a
+    # wrapper wraps stay static, as a user would declare them.
+    signature = inspect.signature(info.factory).parameters.values()
+    static = tuple(
+        p.name
+        for p in signature
+        if p.name != "weights" and (p.name in kwargs or not isinstance(p.default, float))
+    )
     return optax.inject_hyperparams(info.factory, static_args=static)(**kwargs)
 
 
@@ -265,12 +274,16 @@ def test_contract_preserves_the_gradient_dtype(rng, name, dtype):
     initial = tx.init(params)
     state = initial
     update = jax.jit(
-        lambda g, s, losses, key, extra: tx.update(g, s, params, task_losses=losses, key=key, **extra)
+        lambda g, s, losses, key, extra: tx.update(
+            g, s, params, task_losses=losses, key=key, **extra
+        )
     )
     for step in range(3):
         grads, losses = task_data(rng, 3)
         grads = {"w": grads["w"].astype(dtype), "b": jnp.ones((3, 2), jnp.float32)}
-        out, state = update(grads, state, losses, jax.random.PRNGKey(step), extra_inputs(name, grads))
+        out, state = update(
+            grads, state, losses, jax.random.PRNGKey(step), extra_inputs(name, grads)
+        )
         assert out["w"].dtype == dtype and out["b"].dtype == jnp.float32, name
         assert out["w"].shape == (6,) and out["b"].shape == (2,)
         assert np.all(np.isfinite(np.asarray(out["w"], np.float32)))

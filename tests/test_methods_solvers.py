@@ -171,7 +171,10 @@ def test_min_norm_hand_derived_torchjd_jacobian():
 @pytest.fixture
 def x64():
     """Runs a test with float64 enabled in JAX (restored afterwards)."""
-    with jax.enable_x64(True):
+    enable_x64 = getattr(jax, "enable_x64", None)  # jax >= 0.5; jax.experimental before
+    if enable_x64 is None:
+        from jax.experimental import enable_x64
+    with enable_x64(True):
         yield
 
 

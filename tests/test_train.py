@@ -89,8 +89,14 @@ def test_one_gradient_step_equals_step_after_phase_one():
 def test_one_gradient_step_during_phase_one_is_loud_and_refused_without_fast_path():
     loss_fn, params, x, y = regression_problem(seed=3)
     train = asj.multitask_train_step(loss_fn, asj.autoscale(3, 5), optax.sgd(0.1))
-    new_params, _, _ = train.one_gradient_step(params, train.init(params), x, y)
+    state = train.init(params)
+    assert bool(train.needs_task_gradients(state))
+    with pytest.raises(ValueError, match="still needs per-task gradients"):
+        train.one_gradient_step(params, state, x, y)  # eagerly: refused
+    # Under jit it cannot raise: the parameters and the reported weights turn NaN.
+    new_params, new_state, _ = jax.jit(train.one_gradient_step)(params, state, x, y)
     assert np.all(np.isnan(new_params["trunk"]))
+    assert np.all(np.isnan(asj.task_weights(new_state)))
     pcgrad = asj.multitask_train_step(loss_fn, asj.methods.pcgrad(3), optax.sgd(0.1))
     with pytest.raises(ValueError, match="no fast path"):
         pcgrad.one_gradient_step(params, pcgrad.init(params), x, y, key=jax.random.PRNGKey(0))

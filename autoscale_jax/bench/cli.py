@@ -2,7 +2,7 @@
 
 Usage::
 
-  autoscale-jax bench [--suite smoke|quick|full] [--smoke] [--benchmarks NAME ...]
+  autoscale-jax bench [--suite smoke|quick|discriminating|full] [--smoke] [--benchmarks NAME ...]
                       [--methods LABEL ...] [--seeds N] [--steps N] [--grid N] [--out DIR]
                       [--resume] [--no-plots]
   autoscale-jax study [--benchmark multi_mnist] [--grid N] [--steps N] [--seed S] [--out DIR]
@@ -11,8 +11,11 @@ Usage::
 ``autoscale-jax bench`` with no option runs the **quick** suite: MultiMNIST with one task
 classifying the left digit and the other reconstructing the right one (CE + MSE, where equal
 weights are far from the best fixed weights), 3 seeds, with single-task baselines, EW, a grid
-search of fixed LS weights, AutoScale with the gms / cond / loss guides, gradient-norm scaling
-and every registered multi-task optimizer. It needs only the ``bench`` extra. ``--suite full``
+search of fixed LS weights, AutoScale with the gms / cond / loss guides and with the
+validation-guided search (``autoscale_search``), gradient-norm scaling and every registered
+multi-task optimizer. It needs only the ``bench`` extra. ``--suite discriminating`` runs the
+benchmarks where weighting matters (MultiMNIST with a linear and a sigmoid reconstruction head,
+MultiFashion, and their three-task variants). ``--suite full``
 adds MultiFashion, Yeast-14 (labelled "does-no-harm, not discriminating") and QM9 (a small
 message-passing net; skipped with a message when ``qm9pack`` is absent). ``--smoke`` is the CI
 budget: tens of steps, one seed, three methods.
@@ -36,6 +39,7 @@ import argparse
 import contextlib
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 
@@ -111,7 +115,8 @@ def _run_spec(
     steps = args.steps or spec.steps
     eval_every = min(spec.eval_every, steps)
     seeds = tuple(range(args.seeds or suite.seeds))
-    grid_size = suite.grid_size if args.grid is None else args.grid
+    grid_size = spec.grid_size or suite.grid_size
+    grid_size = grid_size if args.grid is None else args.grid
     configs, with_grid = _select_methods(
         default_methods(bench.num_tasks, steps), args.methods or suite.methods
     )
@@ -139,11 +144,13 @@ def _benchmark_specs(suite: Suite, names: Sequence[str] | None) -> list[Benchmar
     """The suite's benchmarks, or the named ones (from the full suite when not in this one)."""
     specs = [s for s in suite.benchmarks if not names or s.name in names]
     if names:
-        known = {s.name for s in SUITES["full"].benchmarks}
+        others = {}
+        for other in (SUITES["full"], SUITES["discriminating"]):
+            others.update({s.name: s for s in other.benchmarks if s.name not in others})
         missing = [n for n in names if n not in {s.name for s in specs}]
-        if any(n not in known for n in missing):
-            raise SystemExit(f"unknown benchmark(s) {missing}; choose from {sorted(known)}")
-        specs += [s for s in SUITES["full"].benchmarks if s.name in missing]
+        if any(n not in others for n in missing):
+            raise SystemExit(f"unknown benchmark(s) {missing}; choose from {sorted(others)}")
+        specs += [others[n] for n in missing]
     return specs
 
 
@@ -240,8 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--suite",
         choices=sorted(SUITES),
         default="quick",
-        help="smoke: CI budget (< 1 min); quick: MultiMNIST (< 10 min on 2 cores); full: + "
-        "MultiFashion, Yeast-14, QM9 (about an hour)",
+        help="smoke: CI budget (< 1 min); quick: MultiMNIST (< 10 min on 2 cores); "
+        "discriminating: five benchmarks where weighting matters (about an hour); full: + "
+        "MultiFashion, Yeast-14, QM9 (hours)",
     )
     bench.add_argument("--smoke", action="store_true", help="CI budget (same as --suite smoke)")
     bench.add_argument("--benchmarks", nargs="+", metavar="NAME", help="subset of benchmarks")
@@ -282,16 +290,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
       The process exit status.
 
+    Raises:
+      SystemExit: with a one-line message for an invalid option (``--steps 0``, ``--seeds 0``,
+        a negative ``--grid``, an ``--out`` folder that cannot be written), before any
+        training starts.
+
     Example:
-      >>> main(["bench", "--smoke", "--out", "/tmp/smoke"])
-      0
+      >>> main(["bench", "--steps", "0"])
+      Traceback (most recent call last):
+      ...
+      SystemExit: autoscale-jax bench: --steps must be a positive integer, got 0
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    error = _invalid_arguments(args)
+    if error:
+        raise SystemExit(f"autoscale-jax {args.command}: {error}")
     return args.handler(args)
+
+
+def _invalid_arguments(args: argparse.Namespace) -> str | None:
+    """What is wrong with the parsed options (checked before any training), or None."""
+    for name in ("steps", "seeds"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            return f"--{name} must be a positive integer, got {value}"
+    grid = getattr(args, "grid", None)
+    if grid is not None and grid < 0:
+        return f"--grid must be 0 (no grid) or positive, got {grid}"
+    try:
+        os.makedirs(args.out, exist_ok=True)
+        with tempfile.TemporaryFile(dir=args.out):
+            pass
+    except OSError as err:
+        return f"cannot write to --out {args.out!r}: {err.strerror or err}"
+    return None
 
 
 if __name__ == "__main__":

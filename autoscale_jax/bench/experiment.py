@@ -2,8 +2,11 @@
 seed, summarised into a :class:`BenchmarkReport` (one table row per method).
 
 Example:
-  >>> report = run_benchmark(bench, default_methods(2, 800), steps=800,
-  ...                        weight_grid=ls_weight_grid(2, 9))
+  >>> from autoscale_jax.bench.grid import ls_weight_grid
+  >>> from autoscale_jax.bench.method_config import default_methods
+  >>> methods = [c for c in default_methods(2, 20) if c.label in ("ew", "autoscale_gms")]
+  >>> report = run_benchmark(bench, methods, steps=20, seeds=(0,), eval_every=10,
+  ...                        weight_grid=ls_weight_grid(2, 3))
   >>> [s.method for s in report.summaries][:3]
   ['single_task', 'ls_grid', 'ew']
 """
@@ -74,6 +77,7 @@ def run_benchmark(
     weight_grid: np.ndarray | None = None,
     progress: ProgressFn = no_progress,
     store: RunStore | None = None,
+    vmapped_grid: bool = True,
 ) -> BenchmarkReport:
     """Baselines, grid-searched LS and every method on every seed, summarised.
 
@@ -90,13 +94,15 @@ def run_benchmark(
       weight_grid: ``[G, K]`` fixed weights to grid-search, or None.
       progress: called after every run.
       store: saves finished runs and loads them when resuming.
+      vmapped_grid: train each seed's grid points side by side in one compiled program
+        (:func:`grid.vmapped_grid_runs`; the same runs up to float round-off).
 
     Returns:
       A :class:`BenchmarkReport` whose summaries carry Δm% (both conventions), mean rank and
       cost relative to EW.
     """
-    budget = {"steps": steps, "batch_size": batch_size, "eval_every": eval_every}
-    common = {**budget, "seeds": tuple(seeds), "progress": progress, "store": store}
+    budget: dict[str, Any] = {"steps": steps, "batch_size": batch_size, "eval_every": eval_every}
+    common: dict[str, Any] = {**budget, "seeds": tuple(seeds), "progress": progress, "store": store}
     tasks = benchmark.dataset.tasks
     baselines, baseline_runs = single_task_baselines(benchmark, **common)
     summaries = [
@@ -112,14 +118,17 @@ def run_benchmark(
     all_runs = list(baseline_runs)
     grid: dict[str, Any] = {}
     if weight_grid is not None:
-        search = grid_search(benchmark, weight_grid, baselines=baselines, **common)
+        search = grid_search(
+            benchmark, weight_grid, baselines=baselines, vmapped=vmapped_grid, **common
+        )
         grid = grid_info(search)
         summaries.append(
             summarize(
                 "ls_grid",
                 search.best_runs,
                 cost_runs=search.runs,
-                detail=f"best of {len(search.weights)} fixed weights on validation: "
+                detail=f"best of {len(search.weights)} fixed weights on validation"
+                f"{' (vmapped)' if vmapped_grid else ''}: "
                 f"{np.round(search.weights[search.best_index], 3).tolist()}",
             )
         )

@@ -1,25 +1,54 @@
 """Grid search of fixed linear-scalarization weights, selected on validation: the expensive
 baseline every method is compared with (``G`` runs per seed).
 
+Two ways to train the grid, with the same result up to float round-off: one run per grid point
+(:func:`autoscale_jax.bench.seeds.run_seeds`), or all ``G`` points of a seed side by side in one
+compiled program (``vmapped=True``: :func:`vmapped_grid_runs`, ``jax.vmap`` over the weights and
+the parameter / optimizer-state copies). Either way the grid costs ``G`` runs of gradient
+evaluations per seed; the vmapped program saves dispatch and uses the cores better, and each
+grid point's run carries ``1/G`` of the program's wall time.
+
 Example:
-  >>> grid = grid_search(bench, ls_weight_grid(2, 9), steps=800, seeds=(0, 1, 2))
-  >>> grid.weights[grid.best_index]
+  >>> grid = grid_search(bench, ls_weight_grid(2, 3), steps=20, eval_every=10, vmapped=True)
+  >>> grid.weights[grid.best_index].shape
+  (2,)
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
-from autoscale_jax.bench.benchmark import Benchmark
-from autoscale_jax.bench.method_config import MethodConfig
+from autoscale_jax import search
+from autoscale_jax.bench import evaluation, trainer, training
+from autoscale_jax.bench.benchmark import Benchmark, MethodKey, TrainerKey
+from autoscale_jax.bench.method_config import MethodConfig, json_options
 from autoscale_jax.bench.run_result import Baselines, RunResult
-from autoscale_jax.bench.run_store import RunStore
+from autoscale_jax.bench.run_store import RunStore, run_key
+from autoscale_jax.bench.search_run import index_loss_fn
 from autoscale_jax.bench.seeds import ProgressFn, no_progress, run_seeds
+from autoscale_jax.bench.selection import (
+    Checkpoint,
+    keep_better,
+    relative_score,
+    selection_reference,
+)
 
-__all__ = ["GridSearchResult", "grid_info", "grid_search", "ls_weight_grid", "weights_label"]
+__all__ = [
+    "GridSearchResult",
+    "grid_info",
+    "grid_search",
+    "ls_weight_grid",
+    "vmapped_grid_runs",
+    "weights_label",
+]
 
 
 def ls_weight_grid(
@@ -31,13 +60,16 @@ def ls_weight_grid(
       log-uniform in ``[1/max_ratio, max_ratio]`` (odd ``size`` includes equal weights), so
       the grid is as fine at ``a = 0.005`` as at ``a = 0.5`` (mixed CE + MSE pairs need
       ratios of 100 and more).
-    - K > 2: equal weights then ``size - 1`` draws from a flat Dirichlet, times K.
+    - K > 2: equal weights then ``size - 1`` random weightings, log-uniform: each
+      ``log w_k`` uniform in ``[0, log max_ratio]``, rescaled to sum to K (ratios between
+      tasks up to ``max_ratio``; a flat Dirichlet almost never gives the ratios of 100 and
+      more that mixed CE + MSE tasks need).
 
     Args:
       num_tasks: K.
       size: grid points G.
-      max_ratio: the largest ratio ``w_2 / w_1`` for K = 2.
-      seed: seeds the Dirichlet draws for K > 2.
+      max_ratio: the largest ratio ``w_2 / w_1`` for K = 2 (between any two tasks for K > 2).
+      seed: seeds the random draws for K > 2.
 
     Returns:
       ``[G, K]`` weights.
@@ -54,7 +86,9 @@ def ls_weight_grid(
         ratios = np.geomspace(1 / max_ratio, max_ratio, size) if size > 1 else np.ones(1)
         a = 1.0 / (1.0 + ratios)
         return 2.0 * np.stack([a, 1.0 - a], axis=1)
-    draws = np.random.default_rng(seed).dirichlet(np.ones(num_tasks), size - 1)
+    logs = np.random.default_rng(seed).uniform(0.0, np.log(max_ratio), (size - 1, num_tasks))
+    draws = np.exp(logs)
+    draws = draws / draws.sum(axis=1, keepdims=True)
     return num_tasks * np.concatenate([np.full((1, num_tasks), 1.0 / num_tasks), draws])
 
 
@@ -83,6 +117,13 @@ def weights_label(weights: np.ndarray) -> str:
     return "ls[" + ",".join(f"{w:.3g}" for w in weights) + "]"
 
 
+def _grid_configs(weight_grid: np.ndarray) -> list[MethodConfig]:
+    return [
+        MethodConfig(weights_label(w), "fixed_weights", {"weights": w})
+        for w in np.asarray(weight_grid, np.float64)
+    ]
+
+
 def grid_search(
     benchmark: Benchmark,
     weight_grid: np.ndarray,
@@ -94,6 +135,7 @@ def grid_search(
     baselines: Baselines | None = None,
     progress: ProgressFn = no_progress,
     store: RunStore | None = None,
+    vmapped: bool = False,
 ) -> GridSearchResult:
     """Trains every fixed weight vector of ``weight_grid`` on every seed; picks by validation.
 
@@ -106,21 +148,205 @@ def grid_search(
       steps, batch_size, seeds, eval_every, baselines: as in :func:`seeds.run_seeds`.
       progress: called after every run.
       store: saves finished runs and loads them when resuming.
+      vmapped: train a seed's ``G`` points side by side in one program
+        (:func:`vmapped_grid_runs`) instead of one run after another.
 
     Returns:
       A :class:`GridSearchResult`.
     """
-    budget = {"steps": steps, "batch_size": batch_size, "eval_every": eval_every}
-    runs = []
-    for weights in np.asarray(weight_grid, np.float64):
-        config = MethodConfig(weights_label(weights), "fixed_weights", {"weights": weights})
-        runs.append(
-            run_seeds(
-                benchmark, config, seeds, progress, **budget, baselines=baselines, store=store
-            )
-        )
+    budget: dict[str, Any] = {"steps": steps, "batch_size": batch_size, "eval_every": eval_every}
+    configs = _grid_configs(weight_grid)
+    if vmapped:
+        per_seed = [
+            _vmapped_seed(benchmark, configs, seed, budget, baselines, progress, store)
+            for seed in seeds
+        ]
+        runs = [tuple(seed_runs[g] for seed_runs in per_seed) for g in range(len(configs))]
+    else:
+        runs = [
+            run_seeds(benchmark, c, seeds, progress, **budget, baselines=baselines, store=store)
+            for c in configs
+        ]
     scores = np.array([np.mean([r.selection_score for r in point]) for point in runs])
     return GridSearchResult(np.asarray(weight_grid), scores, int(np.argmax(scores)), tuple(runs))
+
+
+def _vmapped_seed(
+    benchmark: Benchmark,
+    configs: Sequence[MethodConfig],
+    seed: int,
+    budget: dict[str, Any],
+    baselines: Baselines | None,
+    progress: ProgressFn,
+    store: RunStore | None,
+) -> tuple[RunResult, ...]:
+    """One seed's grid points: loaded from ``store`` when all are there, else trained at once."""
+    keys = [run_key(benchmark, c, seed=seed, **budget) for c in configs]
+    loaded = [store.load(key) if store is not None else None for key in keys]
+    if any(run is None for run in loaded):
+        weights = np.stack([np.asarray(c.options["weights"]) for c in configs])
+        loaded = list(
+            vmapped_grid_runs(
+                benchmark,
+                weights,
+                seed=seed,
+                baselines=baselines,
+                labels=[c.label for c in configs],
+                **budget,
+            )
+        )
+        if store is not None:
+            for key, run in zip(keys, loaded, strict=True):
+                store.save(key, run)  # type: ignore[arg-type]  # every slot is filled here
+    for config in configs:
+        progress(config.label)
+    return tuple(loaded)  # type: ignore[arg-type]
+
+
+def _side_by_side_chunk(benchmark: Benchmark, arguments: tuple) -> tuple[Any, float]:
+    """The compiled ``(weights [G, K], params [G], opt_state [G], indices [n, B])`` chunk."""
+    num, (length, batch) = arguments[0].shape[0], arguments[3].shape
+    key = TrainerKey(MethodKey("vmapped_fixed_weights", str(num)), length, batch)
+    if key in benchmark.cache.trainers:
+        return benchmark.cache.trainers[key], 0.0
+    loss, optimizer = index_loss_fn(benchmark), optax.adam(benchmark.learning_rate)
+
+    def chunk(weights: Any, params: Any, opt_state: Any, indices: Any) -> tuple:
+        return search.train_candidates(loss, optimizer, weights, params, opt_state, indices)
+
+    start = time.perf_counter()
+    benchmark.cache.trainers[key] = jax.jit(chunk).lower(*arguments).compile()
+    return benchmark.cache.trainers[key], time.perf_counter() - start
+
+
+def vmapped_grid_runs(
+    benchmark: Benchmark,
+    weight_grid: np.ndarray,
+    *,
+    steps: int,
+    batch_size: int = 128,
+    seed: int = 0,
+    eval_every: int = 50,
+    baselines: Baselines | None = None,
+    labels: Sequence[str] | None = None,
+) -> tuple[RunResult, ...]:
+    """One seed of the grid, all ``G`` points trained side by side in one compiled program.
+
+    Every point starts from the seed's initial parameters and sees the seed's batches, as in
+    :func:`autoscale_jax.bench.training.run` with ``fixed_weights``; every ``eval_every`` steps
+    each point is scored on validation and keeps its best parameters, tested at the end. The
+    program is :func:`autoscale_jax.search.train_candidates` (``jax.vmap`` over the weights and
+    the parameter / optimizer-state copies of a ``lax.scan`` over the steps).
+
+    Cost per point: ``steps`` gradient evaluations; wall time: ``1/G`` of each chunk's time
+    (compilation and evaluation off the clock).
+
+    Args:
+      benchmark: the benchmark.
+      weight_grid: ``[G, K]`` fixed weights.
+      steps, batch_size, seed, eval_every, baselines: as in :func:`training.run`.
+      labels: row labels of the points (default :func:`weights_label`).
+
+    Returns:
+      One :class:`RunResult` per grid point.
+    """
+    weights = jnp.asarray(weight_grid, jnp.float32)
+    num = weights.shape[0]
+    labels = [weights_label(w) for w in np.asarray(weight_grid)] if labels is None else labels
+    functions = trainer.benchmark_functions(benchmark)
+    tasks, validation_split = benchmark.dataset.tasks, benchmark.dataset.validation
+    params0 = trainer.initial_params(benchmark, seed)
+    optimizer = optax.adam(benchmark.learning_rate)
+    params = jax.tree.map(lambda x: jnp.broadcast_to(x, (num, *x.shape)), params0)
+    opt_state = jax.vmap(optimizer.init)(params)
+    indices = training.batch_indices(len(benchmark.dataset.train.inputs), batch_size, steps, seed)
+    initial = training.evaluate(benchmark, params0, validation_split)
+    reference = selection_reference(baselines, initial)
+    best = [Checkpoint(-math.inf, 0, params0, initial)] * num
+    history: list[list[Any]] = [[] for _ in range(num)]  # (step, score, probe, loss, time)
+    probe0 = [functions.probe(params0, weights[g], functions.probe_batch) for g in range(num)]
+    compile_time, done = 0.0, 0
+    while done < steps:
+        length = min(eval_every, steps - done)
+        arguments = (weights, params, opt_state, jnp.asarray(indices[done : done + length]))
+        compiled, seconds = _side_by_side_chunk(benchmark, arguments)
+        compile_time += seconds
+        start = time.perf_counter()
+        params, opt_state, losses = jax.block_until_ready(compiled(*arguments))
+        elapsed = time.perf_counter() - start
+        done += length
+        for g in range(num):
+            point = jax.tree.map(lambda x, g=g: x[g], params)
+            values = training.evaluate(benchmark, point, validation_split)
+            score = relative_score(tasks, values, reference)
+            best[g] = keep_better(best[g], Checkpoint(score, done, point, values))
+            probe = functions.probe(point, weights[g], functions.probe_batch)
+            mean_loss = np.mean(np.asarray(losses[g]), axis=0).tolist()
+            history[g].append((done, score, probe, mean_loss, elapsed / num))
+    return tuple(
+        _grid_point_result(
+            benchmark,
+            labels[g],
+            np.asarray(weight_grid)[g],
+            best[g],
+            history[g],
+            probe0[g],
+            baselines,
+            seed=seed,
+            steps=steps,
+            batch_size=batch_size,
+            eval_every=eval_every,
+            compile_time_s=compile_time / num,
+        )
+        for g in range(num)
+    )
+
+
+def _grid_point_result(
+    benchmark: Benchmark,
+    label: str,
+    weights: np.ndarray,
+    best: Checkpoint,
+    history: list[Any],
+    probe0: Any,
+    baselines: Baselines | None,
+    **fields: Any,
+) -> RunResult:
+    """The :class:`RunResult` of one grid point of :func:`vmapped_grid_runs`."""
+    tasks = benchmark.dataset.tasks
+    test = training.evaluate(benchmark, best.params, benchmark.dataset.test)
+    steps = fields["steps"]
+    stride = max(1, -(-steps // 200))
+    probes = [probe0, *(h[2] for h in history)]
+    probe_metrics = {
+        name: np.asarray([getattr(p, name) for p in probes], np.float64).tolist()
+        for name in probe0._fields
+    }
+    chunk_times = [h[4] for h in history]
+    return RunResult(
+        benchmark=benchmark.name,
+        method=label,
+        method_name="fixed_weights",
+        options=json_options({"weights": weights}),
+        selected_step=best.step,
+        selection_score=float(best.score),
+        validation_metrics=best.validation,
+        test_metrics=test,
+        delta_m=None if baselines is None else evaluation.delta_m_both(tasks, test, baselines.test),
+        wall_time_s=float(sum(chunk_times)),
+        chunk_times_s=chunk_times,
+        gradient_evaluations=steps,
+        weight_steps=list(range(1, steps + 1, stride)),
+        weights=[np.asarray(weights, np.float64).tolist()] * len(range(1, steps + 1, stride)),
+        estimator_steps=[],
+        estimator_metrics={},
+        probe_steps=[0, *(h[0] for h in history)],
+        probe_metrics=probe_metrics,
+        validation_steps=[h[0] for h in history],
+        validation_scores=[h[1] for h in history],
+        train_losses=[h[3] for h in history],
+        **fields,
+    )
 
 
 def grid_info(grid: GridSearchResult) -> dict[str, Any]:
@@ -134,7 +360,7 @@ def grid_info(grid: GridSearchResult) -> dict[str, Any]:
       "test_delta_m_sd"}``: the last two are the per-metric test Δm% of every grid point,
       mean and population sd over seeds.
     """
-    deltas = [[r.delta_m["per_metric"] for r in point] for point in grid.runs]
+    deltas = [[(r.delta_m or {})["per_metric"] for r in point] for point in grid.runs]
     return {
         "weights": grid.weights.tolist(),
         "validation_scores": grid.validation_scores.tolist(),

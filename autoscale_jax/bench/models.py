@@ -17,6 +17,7 @@ Per-task losses by kind (means over the batch):
 - ``"regression"`` / ``"reconstruction"``: mean squared error over all output elements.
 
 Example:
+  >>> from autoscale_jax.bench import datasets
   >>> data = datasets.multi_mnist(num_train=100, num_validation=20, num_test=20)
   >>> fm = functional_model(build_model(data, seed=0))
   >>> loss_fn = multitask_loss_fn(fm.apply, data.tasks)
@@ -54,6 +55,8 @@ __all__ = [
 Batch = tuple[jax.Array, tuple[jax.Array, ...]]
 ApplyFn = Callable[[Any, jax.Array], tuple[jax.Array, ...]]
 LOSS_KINDS = ("classification", "binary", "regression", "reconstruction")
+HEAD_ACTIVATIONS = (None, "sigmoid")
+RECONSTRUCTION_HEADS = ("linear", "sigmoid")
 
 
 def _mlp(sizes: Sequence[int], rngs: nnx.Rngs, *, final_activation: bool) -> nnx.Sequential:
@@ -74,6 +77,8 @@ class MultiTaskMLP(nnx.Module):
       output_sizes: outputs of each task head (classes, 1 logit, or regression size).
       trunk_sizes: hidden sizes of the trunk; ReLU after every trunk layer.
       head_hidden: hidden size of each head (0: a single linear layer per head).
+      head_activations: one output activation per head, ``None`` (linear) or ``"sigmoid"``
+        (e.g. a reconstruction head whose targets lie in [0, 1]); default all linear.
       rngs: NNX random streams for initialisation.
 
     Example:
@@ -89,8 +94,17 @@ class MultiTaskMLP(nnx.Module):
         *,
         trunk_sizes: Sequence[int] = (256, 128),
         head_hidden: int = 0,
+        head_activations: Sequence[str | None] | None = None,
         rngs: nnx.Rngs,
     ) -> None:
+        activations = tuple(head_activations or (None,) * len(output_sizes))
+        if len(activations) != len(output_sizes) or any(
+            a not in HEAD_ACTIVATIONS for a in activations
+        ):
+            raise ValueError(
+                f"head_activations must give one of {HEAD_ACTIVATIONS} per head, got {activations}"
+            )
+        self.head_activations = activations
         self.trunk = _mlp((input_size, *trunk_sizes), rngs, final_activation=True)
         hidden = (head_hidden,) if head_hidden else ()
         self.heads = nnx.List(
@@ -102,7 +116,14 @@ class MultiTaskMLP(nnx.Module):
 
     def __call__(self, inputs: jax.Array) -> tuple[jax.Array, ...]:
         features = self.trunk(inputs)
-        return tuple(head(features) for head in self.heads)
+        return tuple(
+            _activate(head(features), activation)
+            for head, activation in zip(self.heads, self.head_activations, strict=True)
+        )
+
+
+def _activate(outputs: jax.Array, activation: str | None) -> jax.Array:
+    return jax.nn.sigmoid(outputs) if activation == "sigmoid" else outputs
 
 
 class _InteractionBlock(nnx.Module):
@@ -187,12 +208,17 @@ class MultiTaskGraphNet(nnx.Module):
         return tuple(head(features) for head in self.heads)
 
 
-def build_model(dataset: MultiTaskDataset, seed: int, **options: Any) -> nnx.Module:
+def build_model(
+    dataset: MultiTaskDataset, seed: int, *, reconstruction_head: str = "linear", **options: Any
+) -> nnx.Module:
     """The default benchmark model for ``dataset``: an MLP for flat inputs, else a graph net.
 
     Args:
       dataset: the benchmark's data (input shape and task output sizes are read from it).
       seed: initialisation seed.
+      reconstruction_head: ``"linear"`` or ``"sigmoid"``: the output activation of the MLP's
+        reconstruction heads (a sigmoid keeps predicted pixels in (0, 1) and changes the
+        gradient scale the MSE sends into the trunk, not the task).
       **options: keyword options of :class:`MultiTaskMLP` or :class:`MultiTaskGraphNet`.
 
     Returns:
@@ -201,7 +227,13 @@ def build_model(dataset: MultiTaskDataset, seed: int, **options: Any) -> nnx.Mod
     output_sizes = tuple(task.num_outputs for task in dataset.tasks)
     rngs = nnx.Rngs(seed)
     inputs = dataset.train.inputs
+    if reconstruction_head not in RECONSTRUCTION_HEADS:
+        raise ValueError(f"reconstruction_head must be one of {RECONSTRUCTION_HEADS}")
     if inputs.ndim == 2:
+        if reconstruction_head == "sigmoid":
+            options["head_activations"] = tuple(
+                "sigmoid" if task.kind == "reconstruction" else None for task in dataset.tasks
+            )
         return MultiTaskMLP(inputs.shape[1], output_sizes, rngs=rngs, **options)
     if inputs.ndim == 3 and inputs.shape[-1] == 5:
         return MultiTaskGraphNet(output_sizes, rngs=rngs, **options)

@@ -11,7 +11,12 @@
 Every function writes one PNG and returns its path.
 
 Example:
-  >>> plot_delta_m_vs_cost(report, "out/multi_mnist_delta_m_vs_cost.png")
+  >>> from autoscale_jax.bench.experiment import run_benchmark
+  >>> from autoscale_jax.bench.method_config import MethodConfig
+  >>> report = run_benchmark(bench, [MethodConfig("ew", "equal_weights")], steps=20,
+  ...                        seeds=(0,), eval_every=10)
+  >>> plot_delta_m_vs_cost(report, "multi_mnist_delta_m_vs_cost.png")
+  'multi_mnist_delta_m_vs_cost.png'
 """
 
 from __future__ import annotations

@@ -43,6 +43,8 @@ class RunResult:
       probe_steps, probe_metrics: MTO metrics of the shared trunk at the current weights.
       validation_steps, validation_scores: the selection score every ``eval_every`` steps.
       train_losses: mean training losses [K] of every ``eval_every`` chunk.
+      extras: method-specific facts (``autoscale_search``: its stages' candidates, rung
+        scores and survivors); empty for most methods.
     """
 
     benchmark: str
@@ -71,6 +73,7 @@ class RunResult:
     validation_steps: list[int]
     validation_scores: list[float]
     train_losses: list[list[float]]
+    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def run_result_from_json(payload: Mapping[str, Any]) -> RunResult:

@@ -7,8 +7,8 @@ from a run with other ``--steps``) is trained again and overwritten.
 
 Example:
   >>> store = RunStore("out/runs", resume=True)
-  >>> key = run_key(bench, MethodConfig("ew", "equal_weights"), seed=0, steps=800,
-  ...               batch_size=128, eval_every=100)
+  >>> key = run_key(bench, MethodConfig("ew", "equal_weights"), seed=0, steps=20,
+  ...               batch_size=128, eval_every=10)
   >>> store.load(key) is None   # not run yet
   True
 """

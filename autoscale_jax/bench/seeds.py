@@ -1,14 +1,16 @@
 """One method on several seeds: train each (or load it from a :class:`RunStore`), report progress.
 
 Example:
-  >>> runs = run_seeds(bench, MethodConfig("ew", "equal_weights"), (0, 1, 2), steps=800)
+  >>> runs = run_seeds(bench, MethodConfig("ew", "equal_weights"), (0, 1), steps=20)
+  >>> len(runs)
+  2
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from autoscale_jax.bench import training
+from autoscale_jax.bench import search_run, training
 from autoscale_jax.bench.benchmark import Benchmark
 from autoscale_jax.bench.method_config import MethodConfig
 from autoscale_jax.bench.run_result import Baselines, RunResult
@@ -56,7 +58,8 @@ def run_seeds(
         key = run_key(benchmark, config, seed=seed, **budget)
         result = store.load(key) if store is not None else None
         if result is None:
-            result = training.run(
+            runner = search_run.run if config.name == search_run.SEARCH_METHOD else training.run
+            result = runner(
                 benchmark,
                 config,
                 seed=seed,

@@ -3,6 +3,11 @@
 - **smoke**: the CI budget (tens of steps, one seed, three methods).
 - **quick** (the default): MultiMNIST classify-left + reconstruct-right, 3 seeds, the LS grid
   and every method.
+- **discriminating**: benchmarks where weighting matters (equal weights clearly worse than the
+  best fixed weights): MultiMNIST classify + reconstruct with a linear and with a sigmoid
+  reconstruction head, MultiFashion classify + reconstruct, and the K = 3 variants (classify,
+  reconstruct, classify) of MultiMNIST and MultiFashion; 13-point grids for two tasks (ratios
+  10^-3 .. 10^3), 24 log-uniform random weightings for three.
 - **full**: + MultiFashion, Yeast-14 and QM9.
 """
 
@@ -22,7 +27,8 @@ class BenchmarkSpec:
       name: a :func:`benchmark.load_benchmark` name.
       dataset_options, model_options: overrides of the loader's and the model's defaults.
       steps, batch_size, eval_every: the budget of every run.
-      grid_max_ratio: largest weight ratio of the K = 2 LS grid (see ``grid.ls_weight_grid``).
+      grid_max_ratio: largest weight ratio of the LS grid (see ``grid.ls_weight_grid``).
+      grid_size: points of this benchmark's LS grid (None: the suite's).
     """
 
     name: str
@@ -32,6 +38,7 @@ class BenchmarkSpec:
     batch_size: int = 128
     eval_every: int = 100
     grid_max_ratio: float = 1000.0
+    grid_size: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +64,16 @@ class Suite:
 # 2-core CPU while equal weights stay far from the best fixed weights (measured: Δm ≈ -85 % vs
 # ≈ -10 % for the best grid point, seed sd ≈ 2).
 _QUICK_MNIST = BenchmarkSpec("multi_mnist", {"image_size": 20}, {}, steps=800)
+# Weighting matters on each of these (see the README's results). Two tasks: 13 ratios
+# w2/w1 = 10^-3, 10^-2.5, ..., 10^3; three tasks: equal weights + 23 log-uniform draws with
+# ratios up to 1000 between any two tasks.
+_DISCRIMINATING = (
+    BenchmarkSpec("multi_mnist", {"image_size": 20}, {}, steps=800),
+    BenchmarkSpec("multi_mnist_sigmoid", {"image_size": 20}, {}, steps=800),
+    BenchmarkSpec("multi_fashion", {"image_size": 20}, {}, steps=800),
+    BenchmarkSpec("multi_mnist3", {"image_size": 20}, {}, steps=800, grid_size=24),
+    BenchmarkSpec("multi_fashion3", {"image_size": 20}, {}, steps=800, grid_size=24),
+)
 SUITES: dict[str, Suite] = {
     "smoke": Suite(
         "smoke",
@@ -75,6 +92,7 @@ SUITES: dict[str, Suite] = {
         methods=("ew", "ls_grid", "autoscale_gms"),
     ),
     "quick": Suite("quick", (_QUICK_MNIST,), seeds=3, grid_size=9),
+    "discriminating": Suite("discriminating", _DISCRIMINATING, seeds=3, grid_size=13),
     "full": Suite(
         "full",
         (

@@ -159,7 +159,7 @@ def with_costs_and_ranks(
     )
     flat = {s.method: evaluation.flatten_metrics(tasks, s.test_mean)[0] for s in ranked}
     usable = {m: v for m, v in flat.items() if np.all(np.isfinite(v))}
-    ranks = evaluation.mean_rank(usable, better) if len(usable) > 1 else {}
+    ranks = evaluation.mean_rank(usable, better) if len(usable) > 1 else {}  # type: ignore[arg-type]
     return [
         dataclasses.replace(
             s,

@@ -171,6 +171,7 @@ def _make_chunk_fn(
             return (params, state), record
 
         second_indices = jnp.roll(indices, -1, axis=0)
+        records: Any
         (params, state), records = jax.lax.scan(
             body, (params, state), (indices, second_indices, keys)
         )

@@ -14,10 +14,9 @@ steps at a time with the compiled chunk of :mod:`autoscale_jax.bench.trainer`. A
   ``eval_every`` steps on a fixed training probe batch (off the clock).
 
 Example:
-  >>> bench = load_benchmark("multi_mnist")
-  >>> result = run(bench, MethodConfig("ew", "equal_weights"), steps=200, eval_every=50)
-  >>> result.test_metrics[0]["accuracy"], result.gradient_evaluations
-  (0.8..., 200)
+  >>> result = run(bench, MethodConfig("ew", "equal_weights"), steps=20, eval_every=10)
+  >>> 0.0 <= result.test_metrics[0]["accuracy"] <= 1.0, result.gradient_evaluations
+  (True, 20)
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ combination of the task gradients and the fast path:
 - :func:`stacked_gradient_method`: the general form, for methods that act on the stacked
   gradients element by element (GradDrop, TrimmedMean) or keep gradient-sized memory.
 
+Rules are traced under ``jax.default_matmul_precision("float32")`` (full precision): their
+K-space matmuls stay full float32 on GPU (TF32) and TPU (bf16 passes).
+
 A rule returns a :class:`Proposal`; the base applies it only when it and the Gramian are
 finite, otherwise it keeps the previous weights and memory (the update still carries the
 non-finite gradients, so nothing is silently repaired).
@@ -148,6 +151,7 @@ def stacked_gradient_method(
     losses_required: bool = False,
     presummed_update: Callable[[Any, Any, Any, Any], tuple[Any, Any]] | None = None,
     fast_path: base.FastPath | None = None,
+    gramian_path: base.GramianPath | None = None,
 ) -> base.MultiTaskTransformation:
     """The general base: checks the call, then ``aggregate`` combines the stacked gradients.
 
@@ -163,6 +167,7 @@ def stacked_gradient_method(
       presummed_update: ``(combined_gradient, state, losses, key) -> (update, state)`` for the
         steps the fast path serves; without it a presummed call is rejected.
       fast_path: the :class:`~autoscale_jax.base.FastPath`, if any.
+      gramian_path: the :class:`~autoscale_jax.base.GramianPath`, if any.
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation`.
@@ -191,11 +196,12 @@ def stacked_gradient_method(
         if needs_key:
             key = require_key(key, name)
         if presummed:
+            assert presummed_update is not None  # rejected above otherwise
             return presummed_update(task_grads, state, losses, key)
         base.check_task_gradients(task_grads, num_tasks)
         return aggregate(task_grads, state, losses, key, extra_args)
 
-    return base.multitask_transformation(init_fn, update_fn, fast_path)
+    return base.multitask_transformation(init_fn, update_fn, fast_path, gramian_path)
 
 
 def gramian_method(
@@ -238,7 +244,12 @@ def gramian_method(
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation` with a
-      :class:`GramianMethodState`.
+      :class:`GramianMethodState`. Unless ``heads="plain"`` or ``gramian_fn`` is given (both
+      need the stacked gradients), it carries a :class:`~autoscale_jax.base.GramianPath`:
+      the same state transition from a Gramian measured elsewhere, so the method trains in
+      every gradient mode of :func:`autoscale_jax.multitask_train_step`. With task sampling
+      the rule sees the unbiased estimate ``Ĝ = G / π`` on the observed entries
+      (:meth:`~autoscale_jax.jacobian.ObservedGramian.unbiased`).
     """
     num_tasks = base.check_num_tasks(num_tasks)
     check_heads(heads)
@@ -247,7 +258,7 @@ def gramian_method(
             f"update_every must be a positive Python int, got {update_every!r}. Under "
             "optax.inject_hyperparams pass static_args=('num_tasks', 'update_every')."
         )
-    measured = aggregation_mask(metric_mask, heads)
+    measured = aggregation_mask(metrics.check_metric_mask(metric_mask), heads)
     if init_weights is None:
         init_weights = jnp.ones((num_tasks,), jnp.float32)
 
@@ -263,7 +274,9 @@ def gramian_method(
 
     def solve(state: GramianMethodState, G: jax.Array, losses: Any, key: Any) -> tuple:
         """``(weights to apply, next state)``; the applied weights keep the solver's dtype."""
-        proposal = rule(G, losses, key, state.memory)
+        # K-space solvers ask for full float32 matmuls (TF32 / bf16 passes lose digits).
+        with jax.default_matmul_precision("float32"):  # = "highest", a name jax 0.4.30 knows
+            proposal = rule(G, losses, key, state.memory)
         finite = all_finite(G, proposal.weights, proposal.memory)
         applied = jnp.where(finite, proposal.weights, state.task_weights).astype(work_dtype(G))
         return applied, state._replace(
@@ -278,6 +291,13 @@ def gramian_method(
             G = metrics.gramian(task_grads, measured)
         else:
             G = gramian_fn(task_grads, extra)
+        weights, new_state = weights_and_state(state, G, losses, key)
+        if heads == "plain":
+            return combine_heads(task_grads, weights, resolve(task_grads)), new_state
+        return base.weighted_sum(task_grads, weights), new_state
+
+    def weights_and_state(state: GramianMethodState, G: jax.Array, losses: Any, key: Any) -> tuple:
+        """Solve (every ``update_every`` steps) and count the step."""
         if update_every == 1:
             weights, new_state = solve(state, G, losses, key)
         else:
@@ -286,10 +306,7 @@ def gramian_method(
                 lambda: solve(state, G, losses, key),
                 lambda: (state.task_weights.astype(work_dtype(G)), state),
             )
-        new_state = new_state._replace(step=state.step + 1)
-        if heads == "plain":
-            return combine_heads(task_grads, weights, resolve(task_grads)), new_state
-        return base.weighted_sum(task_grads, weights), new_state
+        return weights, new_state._replace(step=state.step + 1)
 
     def resolve(task_grads: Any) -> Any:
         return metrics.resolve_mask(task_grads, measured)
@@ -304,6 +321,21 @@ def gramian_method(
         poison = jnp.where(is_solve_step(state), jnp.nan, 1.0)
         update = jax.tree.map(lambda g: g * poison.astype(g.dtype), combined)
         return update, state._replace(step=state.step + 1)
+
+    def weights_from_gramian(
+        state: GramianMethodState, observed: Any, task_losses: Any, key: Any, task_mask: Any
+    ) -> tuple[jax.Array, GramianMethodState]:
+        del task_mask  # an absent task's gradient is zero: its Gramian row already is
+        losses = base.check_task_losses(task_losses, num_tasks, required=losses_required)
+        if losses is not None:
+            losses = metrics.at_least_float32(losses)
+        if needs_key:
+            key = require_key(key, name)
+        return weights_and_state(state, observed.unbiased(), losses, key)
+
+    gramian_path = None
+    if heads == "weighted" and gramian_fn is None:
+        gramian_path = base.GramianPath(weights_from_gramian, measured)
 
     fast_path = None
     if update_every > 1 and heads == "weighted":
@@ -320,6 +352,7 @@ def gramian_method(
         losses_required=losses_required,
         presummed_update=presummed_update if fast_path is not None else None,
         fast_path=fast_path,
+        gramian_path=gramian_path,
     )
 
 

@@ -326,7 +326,7 @@ def _newton_power_balance(
     def potential(beta: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``Φ(β)`` and the magnitude of its terms (for the round-off allowance)."""
         quadratic = 0.5 * beta @ (C @ beta)
-        barrier = a * _power_potential(beta, power)
+        barrier = a * _power_potential(beta, jnp.asarray(power))
         magnitude = 0.5 * beta @ (jnp.abs(C) @ beta) + jnp.sum(jnp.abs(barrier))
         return quadratic - jnp.sum(barrier), magnitude
 

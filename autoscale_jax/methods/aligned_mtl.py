@@ -136,7 +136,8 @@ def aligned_mtl(
       >>> tx = optax.chain(asj.methods.aligned_mtl(num_tasks=2), optax.adam(1e-3))
       >>> state = tx.init(params)
       >>> updates, state = tx.update(task_grads, state, params)
-      >>> asj.task_weights(state)
+      >>> asj.task_weights(state).shape
+      (2,)
 
     Reference:
       Senushkin et al, Independent Component Alignment for Multi-Task Learning, 2023.

@@ -153,8 +153,10 @@ def auto_lambda(
       missing or not params-shaped; ``task_losses`` is ignored).
 
     Example:
-      >>> tx = optax.chain(auto_lambda(3), optax.adam(1e-3))
+      >>> tx = optax.chain(auto_lambda(2), optax.adam(1e-3))
+      >>> state = tx.init(params)
       >>> lookahead = auto_lambda_lookahead(params, task_grads, asj.task_weights(state), 1e-3)
+      >>> val_batch = batches[1]
       >>> val_grads = jax.grad(lambda p: loss_fn(p, val_batch).sum())(lookahead)
       >>> updates, state = tx.update(task_grads, state, params, validation_grads=val_grads)
 

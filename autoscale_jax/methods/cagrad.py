@@ -210,7 +210,7 @@ def cagrad(
       ``solver_iterations`` and ``solver_converged``.
 
     Example:
-      >>> tx = optax.chain(cagrad(3, c=0.4), optax.adam(1e-3))
+      >>> tx = optax.chain(cagrad(2, c=0.4), optax.adam(1e-3))
       >>> updates, state = tx.update(task_grads, tx.init(params), params)
 
     Reference:

@@ -122,6 +122,7 @@ def cosmos(
 
     Example:
       >>> tx = optax.chain(cosmos(2, preference=[0.3, 0.7], mu=2.0), optax.adam(1e-3))
+      >>> state = tx.init(params)
       >>> updates, state = tx.update(task_grads, state, params, task_losses=losses)
 
     Reference:

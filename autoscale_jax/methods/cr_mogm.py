@@ -100,7 +100,8 @@ def cr_mogm(
         weights (GradDrop).
 
     Example:
-      >>> tx = optax.chain(cr_mogm(asj.methods.mgda(3), alpha=0.9), optax.adam(1e-3))
+      >>> tx = optax.chain(cr_mogm(asj.methods.mgda(2), alpha=0.9), optax.adam(1e-3))
+      >>> state = tx.init(params)
       >>> updates, state = tx.update(task_grads, state, params, task_losses=losses)
 
     Reference:
@@ -147,9 +148,12 @@ def cr_mogm(
         if presummed:
             if inner_fast is None:
                 _bases.reject_presummed("cr_mogm around a method without a fast path")
+            assert inner_fast is not None  # reject_presummed raised otherwise
             # The fast path combined the gradient with these same averaged weights.
             proposed = inner_fast.weights(
-                state.inner, extra_args.get("task_losses"), extra_args.get("key")
+                state.inner,
+                extra_args.get("task_losses"),  # type: ignore[arg-type]
+                extra_args.get("key"),
             )
             _, inner = method.update(task_grads, state.inner, params, presummed=True, **extra_args)
             weights = average(state, proposed, extra_args.get("task_losses"), task_grads)

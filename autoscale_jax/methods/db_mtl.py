@@ -88,7 +88,8 @@ def db_mtl(
       ``update(task_grads, state, params=None, *, task_losses)`` (``task_losses`` required).
 
     Example:
-      >>> tx = optax.chain(db_mtl(3), optax.adam(1e-3))
+      >>> tx = optax.chain(db_mtl(2), optax.adam(1e-3))
+      >>> state = tx.init(params)
       >>> losses, task_grads = asj.task_value_and_grad(loss_fn)(params, batch)
       >>> updates, state = tx.update(task_grads, state, params, task_losses=losses)
 

@@ -82,7 +82,8 @@ def dynamic_weight_average(
       params=None, *, task_losses, presummed=False)`` (``task_losses`` required).
 
     Example:
-      >>> tx = optax.chain(dynamic_weight_average(3, epoch_length=100), optax.adam(1e-3))
+      >>> tx = optax.chain(dynamic_weight_average(2, epoch_length=100), optax.adam(1e-3))
+      >>> state = tx.init(params)
       >>> updates, state = tx.update(task_grads, state, params, task_losses=losses)
 
     Reference:

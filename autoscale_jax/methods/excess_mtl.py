@@ -6,7 +6,7 @@ Reference:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -54,6 +54,7 @@ def excess_risks(task_grads: Any, squared_sums: Any, mask: Any, eps: float) -> j
       [K] estimates, at least float32.
     """
     g_leaves, treedef = jax.tree.flatten(task_grads)
+    treedef = cast(Any, treedef)  # jaxlib's PyTreeDef has no usable stub
     h_leaves = treedef.flatten_up_to(squared_sums)
     masks = treedef.flatten_up_to(mask)
     num_tasks = g_leaves[0].shape[0]
@@ -122,7 +123,7 @@ def excess_mtl(
       ``init(params)`` needs the parameters; ``update(task_grads, state, params=None)``.
 
     Example:
-      >>> tx = optax.chain(excess_mtl(3), optax.adam(1e-3))
+      >>> tx = optax.chain(excess_mtl(2), optax.adam(1e-3))
       >>> state = tx.init(params)
       >>> losses, task_grads = asj.task_value_and_grad(loss_fn)(params, batch)
       >>> updates, state = tx.update(task_grads, state, params)

@@ -61,7 +61,7 @@ def fairgrad(
       ``solver_iterations`` and ``solver_converged``.
 
     Example:
-      >>> tx = optax.chain(fairgrad(3, alpha=2.0), optax.adam(1e-3))
+      >>> tx = optax.chain(fairgrad(2, alpha=2.0), optax.adam(1e-3))
       >>> updates, state = tx.update(task_grads, tx.init(params), params)
 
     Reference:

@@ -97,7 +97,8 @@ def famo(
       params=None, *, task_losses, presummed=False)`` (``task_losses`` required).
 
     Example:
-      >>> tx = optax.chain(famo(3), optax.clip_by_global_norm(1.0), optax.adam(1e-3))
+      >>> tx = optax.chain(famo(2), optax.clip_by_global_norm(1.0), optax.adam(1e-3))
+      >>> state = tx.init(params)
       >>> updates, state = tx.update(task_grads, state, params, task_losses=losses)
 
     Reference:

@@ -75,7 +75,8 @@ def geometric_mean(num_tasks: int, *, eps: float = LOG_LOSS_EPS) -> base.MultiTa
       params=None, *, task_losses, presummed=False)`` (``task_losses`` required).
 
     Example:
-      >>> tx = optax.chain(geometric_mean(3), optax.adam(1e-3))
+      >>> tx = optax.chain(geometric_mean(2), optax.adam(1e-3))
+      >>> state = tx.init(params)
       >>> updates, state = tx.update(task_grads, state, params, task_losses=losses)
 
     Reference:

@@ -8,7 +8,7 @@ Reference:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -82,7 +82,7 @@ def graddrop_combine(task_grads: Any, uniforms: Any, leak: Any = 0.0) -> Any:
     leaves, treedef = jax.tree.flatten(task_grads)
     num_tasks = leaves[0].shape[0]
     leak = jnp.broadcast_to(jnp.asarray(leak, jnp.float32), (num_tasks,))
-    draws = treedef.flatten_up_to(uniforms)
+    draws = cast(Any, treedef).flatten_up_to(uniforms)  # jaxlib's PyTreeDef: no stub
     combined = [_graddrop_leaf(leaf, draw, leak) for leaf, draw in zip(leaves, draws, strict=True)]
     return jax.tree.unflatten(treedef, combined)
 

@@ -105,7 +105,8 @@ def gradnorm(
       Its state's ``memory`` is a :class:`GradNormMemory`.
 
     Example:
-      >>> tx = optax.chain(gradnorm(3, alpha=1.5), optax.adam(1e-3))
+      >>> tx = optax.chain(gradnorm(2, alpha=1.5), optax.adam(1e-3))
+      >>> state = tx.init(params)
       >>> losses, task_grads = asj.task_value_and_grad(loss_fn)(params, batch)
       >>> updates, state = tx.update(task_grads, state, params, task_losses=losses)
 
@@ -118,7 +119,7 @@ def gradnorm(
         raise ValueError(f"alpha must be non-negative, got {alpha!r}.")
     tx = scale_optimizer(optimizer, learning_rate)
 
-    def rule(G: jax.Array, losses: jax.Array, key: Any, memory: GradNormMemory) -> tuple:
+    def rule(G: jax.Array, losses: jax.Array, key: Any, memory: Any) -> Any:
         del key
         norms = metrics.task_gradient_norms(G).astype(jnp.float32)
         initial_losses = jnp.where(

@@ -138,7 +138,8 @@ def gradvac(
       >>> tx = optax.chain(asj.methods.gradvac(num_tasks=2), optax.adam(1e-3))
       >>> state = tx.init(params)
       >>> updates, state = tx.update(task_grads, state, params, key=jax.random.key(0))
-      >>> asj.task_weights(state), state[0].memory  # the [K, K] targets φ̂
+      >>> asj.task_weights(state).shape, state[0].memory.shape  # the [K, K] targets φ̂
+      ((2,), (2, 2))
 
     Reference:
       Wang et al, Gradient Vaccine: Investigating and Improving Multi-task Optimization in

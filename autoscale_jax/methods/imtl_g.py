@@ -107,7 +107,8 @@ def imtl_g(
       >>> tx = optax.chain(asj.methods.imtl_g(num_tasks=2), optax.adam(1e-3))
       >>> state = tx.init(params)
       >>> updates, state = tx.update(task_grads, state, params)
-      >>> asj.task_weights(state)
+      >>> asj.task_weights(state).shape
+      (2,)
 
     Reference:
       Liu et al, Towards Impartial Multi-task Learning, 2021.

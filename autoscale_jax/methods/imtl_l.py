@@ -49,7 +49,8 @@ def imtl_l(
       :class:`~autoscale_jax.methods.uncertainty.LearnedScaleState` (``log_scales`` is ``s``).
 
     Example:
-      >>> tx = optax.chain(imtl_l(3, learning_rate=1e-2), optax.adam(1e-3))
+      >>> tx = optax.chain(imtl_l(2, learning_rate=1e-2), optax.adam(1e-3))
+      >>> state = tx.init(params)
       >>> updates, state = tx.update(task_grads, state, params, task_losses=losses)
 
     Reference:

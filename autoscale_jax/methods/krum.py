@@ -170,8 +170,11 @@ def krum(
 
     Example:
       >>> tx = optax.chain(asj.methods.krum(5, n_byzantine=1, n_selected=2), optax.sgd(0.1))
-      >>> updates, state = tx.update(task_grads, tx.init(params), params)
-      >>> asj.task_weights(state)  # 0.5 on the two selected tasks
+      >>> params5 = {"w": jnp.zeros(4)}
+      >>> grads5 = {"w": jax.random.normal(key, (5, 4))}   # K = 5 tasks
+      >>> updates, state = tx.update(grads5, tx.init(params5), params5)
+      >>> sorted(np.asarray(asj.task_weights(state)).tolist())  # 0.5 on the two selected tasks
+      [0.0, 0.0, 0.0, 0.5, 0.5]
 
     Reference:
       Blanchard et al, Machine Learning with Adversaries: Byzantine Tolerant Gradient

@@ -34,8 +34,10 @@ def gradient_normalizers(G: jax.Array, losses: jax.Array | None, normalization: 
     elif normalization == "l2":
         divisors = norms
     elif normalization == "loss":
+        assert losses is not None  # checked by the caller for this normalization
         divisors = metrics.at_least_float32(losses).astype(norms.dtype)
     else:
+        assert losses is not None
         divisors = metrics.at_least_float32(losses).astype(norms.dtype) * norms
     usable = divisors > metrics.EPS * jnp.maximum(jnp.max(jnp.abs(divisors)), metrics.EPS)
     return jnp.where(usable, divisors, 1.0)

@@ -132,7 +132,7 @@ def moco(
       ``update(task_grads, state, params=None)`` (no losses or key needed).
 
     Example:
-      >>> tx = optax.chain(asj.methods.moco(num_tasks=3), optax.adam(1e-3))
+      >>> tx = optax.chain(asj.methods.moco(num_tasks=2), optax.adam(1e-3))
       >>> state = tx.init(params)  # allocates the tracked gradients
       >>> losses, task_grads = asj.task_value_and_grad(loss_fn)(params, batch)
       >>> updates, state = tx.update(task_grads, state, params)

@@ -85,7 +85,10 @@ def modo(
       ``update(task_grads, state, params=None, *, second_task_grads, third_task_grads=None)``.
 
     Example:
-      >>> tx = optax.chain(asj.methods.modo(num_tasks=3, gamma=1e-2), optax.sgd(1e-2))
+      >>> tx = optax.chain(asj.methods.modo(num_tasks=2, gamma=1e-2), optax.sgd(1e-2))
+      >>> state = tx.init(params)
+      >>> _, g1 = asj.task_value_and_grad(loss_fn)(params, batches[0])   # two independent
+      >>> _, g2 = asj.task_value_and_grad(loss_fn)(params, batches[1])   # batches
       >>> updates, state = tx.update(g1, state, params, second_task_grads=g2)
 
     Reference:

@@ -74,7 +74,7 @@ def nash_mtl(
       :class:`~autoscale_jax.methods.GramianMethodState`.
 
     Example:
-      >>> tx = optax.chain(nash_mtl(3, update_every=10), optax.adam(1e-3))
+      >>> tx = optax.chain(nash_mtl(2, update_every=10), optax.adam(1e-3))
       >>> updates, state = tx.update(task_grads, tx.init(params), params)
 
     Reference:

@@ -102,6 +102,7 @@ def pbi(
 
     Example:
       >>> tx = optax.chain(pbi(2, preference=[1.0, 3.0], theta=5.0), optax.adam(1e-3))
+      >>> state = tx.init(params)
       >>> updates, state = tx.update(task_grads, state, params, task_losses=losses)
 
     Reference:

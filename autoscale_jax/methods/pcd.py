@@ -38,7 +38,7 @@ class PCDMemory(NamedTuple):
     """
 
     sq_norm_ema: jax.Array
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # a field named like tuple.count
     feasible: jax.Array
 
 

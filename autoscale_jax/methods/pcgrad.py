@@ -82,7 +82,8 @@ def pcgrad(
       >>> tx = optax.chain(asj.methods.pcgrad(num_tasks=2), optax.adam(1e-3))
       >>> state = tx.init(params)
       >>> updates, state = tx.update(task_grads, state, params, key=jax.random.key(0))
-      >>> asj.task_weights(state)
+      >>> asj.task_weights(state).shape
+      (2,)
 
     Reference:
       Yu et al, Gradient Surgery for Multi-Task Learning, 2020.

@@ -69,7 +69,9 @@ def random_loss_weighting(
       ``ValueError`` says so when it is missing.
 
     Example:
-      >>> tx = optax.chain(random_loss_weighting(3), optax.adam(1e-3))
+      >>> tx = optax.chain(random_loss_weighting(2), optax.adam(1e-3))
+      >>> state = tx.init(params)
+      >>> step = 0
       >>> updates, state = tx.update(task_grads, state, params, key=jax.random.key(step))
 
     Reference:

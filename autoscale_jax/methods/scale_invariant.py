@@ -56,7 +56,8 @@ def scale_invariant(num_tasks: int, *, eps: float = LOG_LOSS_EPS) -> base.MultiT
       params=None, *, task_losses, presummed=False)`` (``task_losses`` required).
 
     Example:
-      >>> tx = optax.chain(scale_invariant(3), optax.adam(1e-3))
+      >>> tx = optax.chain(scale_invariant(2), optax.adam(1e-3))
+      >>> state = tx.init(params)
       >>> updates, state = tx.update(task_grads, state, params, task_losses=losses)
 
     Reference:

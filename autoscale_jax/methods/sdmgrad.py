@@ -7,7 +7,7 @@ Reference:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,7 @@ def cross_gramian(first: Any, second: Any, mask: metrics.MetricMask = None) -> j
       A float32 (or wider) [K, K] matrix.
     """
     leaves, treedef = jax.tree.flatten(first)
+    treedef = cast(Any, treedef)  # jaxlib's PyTreeDef has no usable stub
     others = treedef.flatten_up_to(second)
     masks = treedef.flatten_up_to(metrics.resolve_mask(first, mask))
     num_tasks = leaves[0].shape[0]
@@ -51,9 +52,8 @@ def cross_gramian(first: Any, second: Any, mask: metrics.MetricMask = None) -> j
 def _check_batch(name: str, grads: Any, reference: Any, num_tasks: int, method: str) -> None:
     base.check_task_gradients(grads, num_tasks)
     shapes = jax.tree.map(jnp.shape, grads)
-    if jax.tree.structure(grads) != jax.tree.structure(reference) or shapes != jax.tree.map(
-        jnp.shape, reference
-    ):
+    structure: Any = jax.tree.structure(grads)
+    if structure != jax.tree.structure(reference) or shapes != jax.tree.map(jnp.shape, reference):
         raise ValueError(f"{method}: {name} must have the structure and shapes of task_grads.")
 
 
@@ -193,7 +193,10 @@ def sdmgrad(
       params=None, *, second_task_grads, third_task_grads=None)``.
 
     Example:
-      >>> tx = optax.chain(asj.methods.sdmgrad(num_tasks=3), optax.sgd(1e-2))
+      >>> tx = optax.chain(asj.methods.sdmgrad(num_tasks=2), optax.sgd(1e-2))
+      >>> state = tx.init(params)
+      >>> _, g1 = asj.task_value_and_grad(loss_fn)(params, batches[0])   # two independent
+      >>> _, g2 = asj.task_value_and_grad(loss_fn)(params, batches[1])   # batches
       >>> updates, state = tx.update(g1, state, params, second_task_grads=g2)
 
     Reference:

@@ -149,7 +149,8 @@ def stch(
       ``update(task_grads, state, params=None, *, task_losses, presummed=False)``.
 
     Example:
-      >>> tx = optax.chain(stch(3, mu=0.5, warmup_steps=400), optax.adam(1e-3))
+      >>> tx = optax.chain(stch(2, mu=0.5, warmup_steps=400), optax.adam(1e-3))
+      >>> state = tx.init(params)
       >>> updates, state = tx.update(task_grads, state, params, task_losses=losses)
 
     Reference:
@@ -184,7 +185,7 @@ def stch(
                 losses, mu=mu, preferences=lam, reference=ideal, log_losses=False, eps=eps
             )
             return weights, state
-        warming = state.warmup_count < warmup_steps
+        warming = state.warmup_count < (warmup_steps or 0)
         smooth = stch_weights(
             losses, mu=mu, preferences=lam, reference=state.nadir, log_losses=True, eps=eps
         )

@@ -130,8 +130,10 @@ def trimmed_mean(
 
     Example:
       >>> tx = optax.chain(asj.methods.trimmed_mean(num_tasks=5, trim_number=1), optax.sgd(0.1))
-      >>> state = tx.init(params)
-      >>> updates, state = tx.update(task_grads, state, params)
+      >>> params5 = {"w": jnp.zeros(4)}
+      >>> grads5 = {"w": jax.random.normal(key, (5, 4))}   # K = 5 tasks
+      >>> state = tx.init(params5)
+      >>> updates, state = tx.update(grads5, state, params5)
 
     Reference:
       Yin et al, Byzantine-Robust Distributed Learning: Towards Optimal Statistical Rates,

@@ -114,7 +114,7 @@ def uncertainty_weighting(
       :class:`LearnedScaleState`.
 
     Example:
-      >>> tx = optax.chain(uncertainty_weighting(3, learning_rate=1e-2), optax.adam(1e-3))
+      >>> tx = optax.chain(uncertainty_weighting(2, learning_rate=1e-2), optax.adam(1e-3))
       >>> state = tx.init(params)
       >>> losses, task_grads = asj.task_value_and_grad(loss_fn)(params, batch)
       >>> updates, state = tx.update(task_grads, state, params, task_losses=losses)

@@ -349,3 +349,18 @@ def test_yeast_missing_river(monkeypatch):
     monkeypatch.setitem(sys.modules, "river.datasets", None)
     with pytest.raises(ImportError, match=r"yeast needs river: pip install"):
         datasets.yeast(seed=0)
+
+
+def test_three_task_variant_adds_the_right_label_to_the_same_pairs():
+    three = datasets.multi_mnist(variant="classify_reconstruct_classify", seed=5, **SMALL)
+    pair = datasets.multi_mnist(variant="classify_reconstruct", seed=5, **SMALL)
+    both = datasets.multi_mnist(variant="classify_both", seed=5, **SMALL)
+    assert [t.kind for t in three.tasks] == ["classification", "reconstruction", "classification"]
+    assert len({t.name for t in three.tasks}) == 3
+    for split in ("train", "validation", "test"):
+        targets = getattr(three, split).targets
+        np.testing.assert_array_equal(getattr(three, split).inputs, getattr(pair, split).inputs)
+        np.testing.assert_array_equal(targets[0], getattr(both, split).targets[0])
+        np.testing.assert_array_equal(targets[1], getattr(pair, split).targets[1])
+        np.testing.assert_array_equal(targets[2], getattr(both, split).targets[1])
+        assert targets[2].dtype == np.int32

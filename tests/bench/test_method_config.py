@@ -3,6 +3,7 @@
 import autoscale_jax as asj
 from autoscale_jax.bench.method_config import (
     LAST_SHARED_LAYER,
+    SEARCH_METHOD,
     MethodConfig,
     default_methods,
     json_options,
@@ -13,28 +14,32 @@ from autoscale_jax.bench.method_config import (
 def test_default_methods_cover_the_registry_and_size_phase_one():
     configs = default_methods(3, 1000)
     labels = [c.label for c in configs]
-    assert labels[:5] == [
+    assert labels[:6] == [
         "ew",
         "autoscale_gms",
         "autoscale_cond",
         "autoscale_loss",
+        "autoscale_search",
         "gradient_norm_scaling",
     ]
     assert len(set(labels)) == len(labels)
-    for config in configs[1:4]:
+    for config in configs[1:5]:
         assert config.options["estimation_steps"] == 50  # 5 % of 1000
         assert config.options["metric_mask"] == "shared"
     assert default_methods(2, 100)[1].options["estimation_steps"] == 10  # >= one window
-    # Every registered method runs; wrappers wrap Nash-MTL.
-    assert {c.name for c in configs} | {"fixed_weights"} == set(asj.methods.available())
+    # Every registered method runs (and the search, not a registry method); wrappers wrap
+    # Nash-MTL.
+    names = {c.name for c in configs} - {SEARCH_METHOD}
+    assert names | {"fixed_weights"} == set(asj.methods.available())
     # On two tasks only the methods defined there.
-    two = {c.name for c in default_methods(2, 1000)} | {"fixed_weights"}
+    two = {c.name for c in default_methods(2, 1000)} - {SEARCH_METHOD} | {"fixed_weights"}
     assert (
         set(asj.methods.available()) - two
         == {n for n in asj.methods.available() if asj.methods.info(n).min_tasks > 2}
         == {"krum", "trimmed_mean"}
     )
-    wrappers = [c for c in configs if asj.methods.info(c.name).constructor == "method"]
+    registered = [c for c in configs if c.name != SEARCH_METHOD]
+    wrappers = [c for c in registered if asj.methods.info(c.name).constructor == "method"]
     assert wrappers and all(c.options["method"] == "nash_mtl" for c in wrappers)
     assert "freeze(nash_mtl)" in labels
 

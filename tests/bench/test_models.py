@@ -155,3 +155,23 @@ def test_build_model_rejects_unknown_input_shapes():
     odd = data._replace(train=Split(np.zeros((4, 2, 2, 2), np.float32), data.train.targets))
     with pytest.raises(ValueError, match="No default model"):
         models.build_model(odd, seed=0)
+
+
+def test_sigmoid_reconstruction_head_squashes_only_the_reconstruction_output():
+    from autoscale_jax.bench import datasets
+
+    data = datasets.multi_mnist(num_train=64, num_validation=16, num_test=16, image_size=14)
+    linear = models.functional_model(models.build_model(data, seed=3, trunk_sizes=(16,)))
+    sigmoid = models.functional_model(
+        models.build_model(data, seed=3, trunk_sizes=(16,), reconstruction_head="sigmoid")
+    )
+    inputs = jnp.asarray(data.train.inputs[:8])
+    logits, image = linear.apply(linear.params, inputs)
+    squashed_logits, squashed_image = sigmoid.apply(linear.params, inputs)
+    np.testing.assert_allclose(squashed_logits, logits, rtol=1e-6)
+    np.testing.assert_allclose(squashed_image, jax.nn.sigmoid(image), rtol=1e-5)
+    assert float(jnp.min(squashed_image)) > 0 and float(jnp.max(squashed_image)) < 1
+    with pytest.raises(ValueError, match="reconstruction_head"):
+        models.build_model(data, seed=0, reconstruction_head="tanh")
+    with pytest.raises(ValueError, match="head_activations"):
+        models.MultiTaskMLP(4, (2, 3), head_activations=("relu", None), rngs=nnx.Rngs(0))

@@ -36,7 +36,8 @@ def _read_idx(path: str) -> np.ndarray:
         raise ValueError(f"{path} is not an IDX file")
     ndim = raw[3]
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    return np.frombuffer(raw, _IDX_DTYPES[raw[2]], offset=4 + 4 * ndim).reshape(shape)
+    dtype: Any = _IDX_DTYPES[raw[2]]
+    return np.frombuffer(raw, dtype, offset=4 + 4 * ndim).reshape(shape)
 
 
 def _find_fashion_file(data_dir: str, stem: str) -> str:
@@ -120,7 +121,8 @@ def multi_fashion(
     file, and the 10,000 official test items as the test pool; pools are disjoint before pairing.
 
     Args:
-      variant: ``"classify_reconstruct"`` or ``"classify_both"``.
+      variant: ``"classify_reconstruct"``, ``"classify_both"`` or
+        ``"classify_reconstruct_classify"`` (K = 3, as in :func:`multi_mnist`).
       num_train: training examples.
       num_validation: validation examples.
       num_test: test examples.

@@ -88,6 +88,8 @@ def multi_mnist(
         the left digit (10 classes, accuracy, higher is better); task 1 reconstructs the right
         digit resampled to ``reconstruction_size`` squared pixels in [0, 1] (MSE, lower is better).
       * ``"classify_both"``: tasks 0 and 1 classify the left and the right digit.
+      * ``"classify_reconstruct_classify"`` (K = 3): classify the left digit, reconstruct the
+        right one and classify the right one (targets int32, float32, int32).
 
     Shapes: inputs float32 ``[N, image_size**2]`` (``flatten=True``) or
     ``[N, image_size, image_size, 1]``; task 0 targets int32 ``[N]``; task 1 targets float32
@@ -95,7 +97,8 @@ def multi_mnist(
     source pools and the ``[N, 2]`` (left, right) source indices of every split.
 
     Args:
-      variant: ``"classify_reconstruct"`` or ``"classify_both"``.
+      variant: ``"classify_reconstruct"``, ``"classify_both"`` or
+        ``"classify_reconstruct_classify"``.
       num_train: training examples.
       num_validation: validation examples.
       num_test: test examples.

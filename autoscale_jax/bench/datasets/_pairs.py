@@ -3,7 +3,9 @@
 Source items are split into disjoint pools before pairing; each example puts one item top-left
 and another 8 pixels lower and further right on a 36x36 canvas (pixelwise max), then
 box-resamples the canvas. Task 0 classifies the left item; task 1 reconstructs the right item
-(``"classify_reconstruct"``) or classifies it (``"classify_both"``).
+(``"classify_reconstruct"``) or classifies it (``"classify_both"``);
+``"classify_reconstruct_classify"`` has three tasks: classify the left item, reconstruct the
+right one and classify the right one (K = 3, two CE losses next to one MSE).
 
 Reference: Sabour et al, Dynamic Routing Between Capsules, 2017.
 """
@@ -27,7 +29,7 @@ from autoscale_jax.bench.datasets._common import (
 DIGIT_SIZE = 28
 _PAIR_SHIFT = 4  # Sabour et al. shift each digit by up to 4 pixels: 28 + 2 * 4 = 36.
 _CANVAS_SIZE = DIGIT_SIZE + 2 * _PAIR_SHIFT
-_PAIR_VARIANTS = ("classify_reconstruct", "classify_both")
+_PAIR_VARIANTS = ("classify_reconstruct", "classify_both", "classify_reconstruct_classify")
 
 
 def _box_resample_matrix(in_size: int, out_size: int) -> np.ndarray:
@@ -71,7 +73,10 @@ def _pair_tasks(variant: str, reconstruction_size: int, item: str) -> tuple[Task
     if variant == "classify_both":
         return left, TaskSpec(f"right_{item}", "classification", 10, ("accuracy",), (True,))
     size = reconstruction_size * reconstruction_size
-    return left, TaskSpec(f"right_{item}_image", "reconstruction", size, ("mse",), (False,))
+    image = TaskSpec(f"right_{item}_image", "reconstruction", size, ("mse",), (False,))
+    if variant == "classify_reconstruct_classify":
+        return left, image, TaskSpec(f"right_{item}", "classification", 10, ("accuracy",), (True,))
+    return left, image
 
 
 def _pair_split(
@@ -88,11 +93,15 @@ def _pair_split(
     inputs = _resample_images(_overlay_pairs(left, right), image_size)
     inputs = inputs.reshape(len(pairs), -1) if flatten else inputs[..., None]
     left_label = labels[pairs[:, 0]].astype(np.int32)
+    right_label = labels[pairs[:, 1]].astype(np.int32)
     if variant == "classify_both":
-        second = labels[pairs[:, 1]].astype(np.int32)
+        targets: tuple[np.ndarray, ...] = (left_label, right_label)
     else:
-        second = _resample_images(right, reconstruction_size).reshape(len(pairs), -1)
-    return freeze_split(np.ascontiguousarray(inputs, np.float32), (left_label, second))
+        image = _resample_images(right, reconstruction_size).reshape(len(pairs), -1)
+        targets = (left_label, image)
+        if variant == "classify_reconstruct_classify":
+            targets = (*targets, right_label)
+    return freeze_split(np.ascontiguousarray(inputs, np.float32), targets)
 
 
 def build_pairs_dataset(
@@ -145,6 +154,8 @@ def build_pairs_dataset(
         f"{reconstruction_size}, flattened, values in [0, 1] "
         f"(float32 [N, {reconstruction_size**2}], MSE)"
     )
+    if variant == "classify_reconstruct_classify":
+        second += f"; task 2 = class of the right {item} (int32 [N], accuracy)"
     description = (
         f"{name} ({variant}) from {source}. Source items are split into disjoint train/"
         f"validation/test pools ({', '.join(str(len(p)) for p in pools)} items) before pairing, "

@@ -1,0 +1,119 @@
+"""The shared namespace of every doctest (docstrings under autoscale_jax/ and docs/*.md).
+
+Examples may use, without defining them: ``asj``, ``asjf`` (``autoscale_jax.flax`` when Flax
+is installed), ``jax``, ``jnp``, ``np``, ``optax``, a two-task problem (``K = 2``, ``params``,
+``loss_fn(params, batch) -> [2] losses``, ``batch``, ``batches``), its ``losses`` and stacked
+``task_grads`` at ``params``, their Gramian ``G``, a PRNG ``key`` and ``estimation_steps``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+import pytest
+
+_ROOT = pathlib.Path(__file__).resolve().parent
+
+
+def _namespace() -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    import autoscale_jax as asj
+
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    params = {
+        "trunk": jax.random.normal(keys[0], (3, 4)) / 2.0,
+        "heads": jax.random.normal(keys[1], (4, 2)) / 2.0,
+    }
+
+    def loss_fn(params, batch):
+        """Two regression tasks on a shared tanh trunk: losses of shape [2]."""
+        pred = jnp.tanh(batch["x"] @ params["trunk"]) @ params["heads"]
+        return jnp.mean((pred - batch["y"]) ** 2, axis=0)
+
+    def make_batch(key):
+        kx, ky = jax.random.split(key)
+        return {
+            "x": jax.random.normal(kx, (8, 3)),
+            "y": jax.random.normal(ky, (8, 2)) * jnp.array([1.0, 10.0]),
+        }
+
+    batches = [make_batch(k) for k in jax.random.split(keys[2], 4)]
+    batch = batches[0]
+    losses, task_grads = asj.task_value_and_grad(loss_fn)(params, batch)
+    namespace = {
+        "asj": asj,
+        "jax": jax,
+        "jnp": jnp,
+        "np": np,
+        "optax": optax,
+        "K": 2,
+        "params": params,
+        "loss_fn": loss_fn,
+        "batch": batch,
+        "batches": batches,
+        "losses": losses,
+        "task_grads": task_grads,
+        "G": asj.metrics.gramian(task_grads),
+        "key": keys[3],
+        "estimation_steps": 2,
+    }
+    try:
+        import autoscale_jax.flax as asjf
+
+        namespace["asjf"] = asjf
+    except ImportError:  # the core works without Flax
+        pass
+    return namespace
+
+
+_BENCH: list = []
+# Examples that load an optional data set (the ``data`` extra), as the dataset tests do.
+_OPTIONAL_DATA = {
+    "autoscale_jax.bench.datasets._yeast.yeast": "river",
+    "autoscale_jax.bench.datasets._qm9.qm9": "qm9pack",
+}
+
+
+def _tiny_benchmark():
+    """MultiMNIST at 14x14 with 256 training images and a 16-unit trunk: seconds per run."""
+    if not _BENCH:
+        from autoscale_jax.bench.benchmark import load_benchmark
+
+        _BENCH.append(
+            load_benchmark(
+                "multi_mnist",
+                dataset_options={
+                    "image_size": 14,
+                    "num_train": 256,
+                    "num_validation": 64,
+                    "num_test": 64,
+                },
+                model_options={"trunk_sizes": (16,)},
+            )
+        )
+    return _BENCH[0]
+
+
+@pytest.fixture(autouse=True)
+def _doctest_namespace(request: pytest.FixtureRequest) -> None:
+    """Fills pytest's ``doctest_namespace`` for doctests only (tests have their own data).
+
+    The benchmark package's examples also get ``bench``: a tiny MultiMNIST benchmark.
+    """
+    if not isinstance(request.node, pytest.DoctestItem):
+        return
+    needed = _OPTIONAL_DATA.get(request.node.name)
+    if needed is not None and importlib.util.find_spec(needed) is None:
+        pytest.skip(f"{request.node.name} needs {needed} (pip install 'autoscale-jax[data]')")
+    namespace = request.getfixturevalue("doctest_namespace")
+    namespace.update(_namespace())
+    if (_ROOT / "autoscale_jax" / "bench") in pathlib.Path(str(request.node.path)).parents:
+        namespace["bench"] = _tiny_benchmark()
+    # Examples that write files (plots, run stores) write into a scratch folder.
+    tmp_path = request.getfixturevalue("tmp_path")
+    request.getfixturevalue("monkeypatch").chdir(tmp_path)
