@@ -118,7 +118,7 @@ def _run_spec(
     grid_size = spec.grid_size or suite.grid_size
     grid_size = grid_size if args.grid is None else args.grid
     configs, with_grid = _select_methods(
-        default_methods(bench.num_tasks, steps), args.methods or suite.methods
+        default_methods(bench.num_tasks, steps, heads=args.heads), args.methods or suite.methods
     )
     grid = (
         ls_weight_grid(bench.num_tasks, grid_size, max_ratio=spec.grid_max_ratio)
@@ -127,7 +127,7 @@ def _run_spec(
     )
     total = len(seeds) * (bench.num_tasks + (0 if grid is None else len(grid)) + len(configs))
     with _progress_bar(total, spec.name) as progress:
-        return run_benchmark(
+        report = run_benchmark(
             bench,
             configs,
             steps=steps,
@@ -138,6 +138,8 @@ def _run_spec(
             progress=progress,
             store=store,
         )
+    report.budget["heads"] = args.heads
+    return report
 
 
 def _benchmark_specs(suite: Suite, names: Sequence[str] | None) -> list[BenchmarkSpec]:
@@ -265,6 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--grid", type=int, help="LS grid size (0: no grid search)")
     bench.add_argument("--out", default="autoscale_bench_results", help="output folder")
     bench.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    bench.add_argument(
+        "--heads",
+        choices=("weighted", "plain"),
+        default="weighted",
+        help="Gramian methods: weight every leaf (default) or only the shared ones, each task "
+        "head getting its own gradient (TorchJD's mtl_backward)",
+    )
     bench.add_argument(
         "--resume",
         action="store_true",

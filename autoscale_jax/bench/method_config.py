@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -100,7 +101,12 @@ def search_options(
 
 
 def default_methods(
-    num_tasks: int, steps: int, *, estimation_fraction: float = 0.05, window: int = 10
+    num_tasks: int,
+    steps: int,
+    *,
+    estimation_fraction: float = 0.05,
+    window: int = 10,
+    heads: str = "weighted",
 ) -> list[MethodConfig]:
     """The suite's methods: EW, AutoScale (gms, cond, loss, search), gradient-norm scaling,
     SMTOs.
@@ -114,17 +120,22 @@ def default_methods(
     Methods defined only for more tasks (``info.min_tasks > num_tasks``: the robust
     aggregators on two tasks) are left out. Wrappers (``info.constructor == "method"``:
     ``freeze``, ``cr_mogm``) wrap :data:`WRAPPED`, named by its registry name in the
-    ``method`` option; ``freeze`` estimates for as long as AutoScale does.
+    ``method`` option; ``freeze`` estimates for as long as AutoScale does. ``heads="plain"``
+    is passed to every method that takes ``heads`` (the Gramian family): each task head then
+    trains on its own gradient and only the shared leaves are weighted.
 
     Args:
       num_tasks: K.
       steps: the training budget, to size AutoScale's phase 1.
       estimation_fraction: phase-1 share of training.
       window: AutoScale's window ``τ``.
+      heads: ``"weighted"`` (every leaf weighted, the methods' default) or ``"plain"``.
 
     Returns:
       A list of :class:`MethodConfig`, EW first.
     """
+    if heads not in ("weighted", "plain"):
+        raise ValueError(f"heads must be 'weighted' or 'plain', got {heads!r}.")
     estimation_steps = max(window, round(estimation_fraction * steps))
     configs = [MethodConfig("ew", "equal_weights")]
     for guide in ("gms", "cond", "loss"):
@@ -146,20 +157,29 @@ def default_methods(
     )
     configs.append(
         MethodConfig(
-            "gradient_norm_scaling", "gradient_norm_scaling", {"metric_mask": LAST_SHARED_LAYER}
+            "gradient_norm_scaling",
+            "gradient_norm_scaling",
+            {"metric_mask": LAST_SHARED_LAYER} | _heads_option("gradient_norm_scaling", heads),
         )
     )
     for name in asj.methods.available():
         if name in _NOT_SMTO or asj.methods.info(name).min_tasks > num_tasks:
             continue
         if asj.methods.info(name).constructor != "method":
-            configs.append(MethodConfig(name, name))
+            configs.append(MethodConfig(name, name, _heads_option(name, heads)))
             continue
         options = {"method": WRAPPED}
         if name == "freeze":
             options["estimation_steps"] = estimation_steps
         configs.append(MethodConfig(f"{name}({WRAPPED})", name, options))
     return configs
+
+
+def _heads_option(name: str, heads: str) -> dict[str, str]:
+    """``{"heads": "plain"}`` for a method that takes ``heads``; nothing for the default, so
+    the default runs keep their option keys (and their saved run files)."""
+    takes = "heads" in inspect.signature(asj.methods.info(name).factory).parameters
+    return {"heads": heads} if takes and heads != "weighted" else {}
 
 
 def resolve_options(options: Mapping[str, Any], params: Any, num_tasks: int) -> dict[str, Any]:

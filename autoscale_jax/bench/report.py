@@ -160,6 +160,18 @@ def findings(report: BenchmarkReport) -> list[str]:
     return lines
 
 
+def _heads_sentence(heads: str | None) -> str:
+    """Which head-gradient semantics the Gramian methods ran with (when the CLI recorded it)."""
+    if heads == "plain":
+        return (
+            ' Gramian methods: `heads="plain"` (only shared leaves weighted; each task head its '
+            "own gradient)."
+        )
+    if heads == "weighted":
+        return ' Gramian methods: `heads="weighted"` (every leaf weighted).'
+    return ""
+
+
 def _benchmark_section(report: BenchmarkReport, images: Sequence[str]) -> str:
     budget = report.budget
     text = [
@@ -170,7 +182,7 @@ def _benchmark_section(report: BenchmarkReport, images: Sequence[str]) -> str:
         f"Budget: {budget['steps']} steps × batch {budget['batch_size']}, seeds "
         f"{budget['seeds']}, validation every {budget['eval_every']} steps, LS grid of "
         f"{budget['grid_size']} fixed weights. Test metrics at the validation-selected step "
-        "(mean ± sd over seeds).",
+        "(mean ± sd over seeds)." + _heads_sentence(budget.get("heads")),
         "",
         *([f"**Timing caveat:** {report.timing_caveat}", ""] if report.timing_caveat else []),
         markdown_table(report),

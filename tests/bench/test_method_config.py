@@ -1,5 +1,7 @@
 """The suite's default methods."""
 
+import pytest
+
 import autoscale_jax as asj
 from autoscale_jax.bench.method_config import (
     LAST_SHARED_LAYER,
@@ -59,3 +61,20 @@ def test_options_resolve_the_last_shared_layer_and_record_as_strings():
         "weights": "[0.5, 1.5]",
         "guide": "gms",
     }
+
+
+def test_plain_heads_reach_exactly_the_methods_that_take_them():
+    weighted = {c.label: c for c in default_methods(3, 1000)}
+    plain = {c.label: c for c in default_methods(3, 1000, heads="plain")}
+    assert weighted.keys() == plain.keys()
+    assert all("heads" not in c.options for c in weighted.values())  # default keys unchanged
+    for label, config in plain.items():
+        if config.name not in asj.methods.available():
+            continue  # the bench's own search method, not a registered transformation
+        info = asj.methods.info(config.name)
+        if info.family in ("gramian", "surgery"):
+            assert config.options["heads"] == "plain", label
+        if info.family == "loss" or config.name == "autoscale":
+            assert "heads" not in config.options, label
+    with pytest.raises(ValueError, match="heads must be"):
+        default_methods(2, 100, heads="own")
