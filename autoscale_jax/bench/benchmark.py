@@ -151,8 +151,10 @@ _BENCHMARK_DEFAULTS: dict[str, tuple[dict, dict, float, str]] = {
         {"representation": "graph", "num_molecules": 6000},
         {"width": 16, "num_interactions": 2},
         1e-3,
-        "11 regression targets, small message-passing net on a 6k-molecule subset (far from "
-        "the published budget: hundreds of epochs on 110k molecules)",
+        "not discriminating for fixed weights: 11 regression targets, small message-passing net "
+        "on a 6k-molecule subset (far from the published budget: hundreds of epochs on 110k "
+        "molecules); a 20-point LS grid picked equal weights, while Nash-MTL beat EW by 13 Δm "
+        "points (600 steps, 3 seeds)",
     ),
 }
 
