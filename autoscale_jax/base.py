@@ -14,7 +14,8 @@ calls ``update(..., presummed=True)`` with that single gradient.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import chex
@@ -75,6 +76,29 @@ TASK_GRADIENT_POLICIES = ("auto", "never")
 # Set while tracing when a multi-task update consumed ``loss_vjp``: the train step checks it,
 # so a chain without a multi-task part fails loudly instead of training on a placeholder.
 _LOSS_VJP_CONSUMED: list[bool] = []
+
+
+@contextlib.contextmanager
+def requires_loss_vjp_consumer(what: str) -> Iterator[None]:
+    """Raises ``TypeError`` unless a multi-task update received ``loss_vjp`` inside the block.
+
+    Why: optax transformations ignore unknown extra arguments, so a chain without a multi-task
+    part would silently train on the placeholder gradients the train steps pass.
+
+    Args:
+      what: the argument that should have held one, for the message.
+    """
+    _LOSS_VJP_CONSUMED.append(False)
+    try:
+        yield
+    finally:
+        consumed = _LOSS_VJP_CONSUMED.pop()
+    if not consumed:
+        raise TypeError(
+            "No multi-task transformation of autoscale_jax received the task losses' VJP: "
+            f"{what} must be one (e.g. asj.autoscale(...)) or a chain/wrapper whose first "
+            "gradient transformation is one."
+        )
 
 
 def multitask_transformation(

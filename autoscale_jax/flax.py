@@ -278,8 +278,7 @@ def nnx_train_step(
         def loss_vjp(cotangent: jax.Array) -> Any:
             return vjp_fn(cotangent)
 
-        base._LOSS_VJP_CONSUMED.append(False)
-        try:
+        with base.requires_loss_vjp_consumer("optimizer.tx"):
             _optimizer_update(
                 optimizer,
                 model,
@@ -290,13 +289,6 @@ def nnx_train_step(
                 task_gradients=task_gradients,
                 vjp_chunk_size=chunk_size,
                 **update_inputs,
-            )
-        finally:
-            consumed = base._LOSS_VJP_CONSUMED.pop()
-        if not consumed:
-            raise TypeError(
-                "No multi-task transformation of autoscale_jax received the task losses' VJP: "
-                "optimizer.tx must be one or a chain whose first gradient transformation is one."
             )
         return losses
 

@@ -155,8 +155,7 @@ def multitask_train_step(
                 task_counts=task_counts,
             )
             losses, vjp_fn = lin.losses, lin.loss_vjp
-            base._LOSS_VJP_CONSUMED.append(False)
-            try:
+            with base.requires_loss_vjp_consumer("`weighting`"):
                 # The incoming gradients are a placeholder: the multi-task part uses loss_vjp.
                 combined, weighting_state = weighting.update(
                     params,
@@ -169,14 +168,6 @@ def multitask_train_step(
                     vjp_chunk_size=chunk_size,
                     **lin.update_inputs,
                     **update_inputs,
-                )
-            finally:
-                consumed = base._LOSS_VJP_CONSUMED.pop()
-            if not consumed:
-                raise TypeError(
-                    "No multi-task transformation of autoscale_jax received the task losses' "
-                    "VJP: `weighting` must be one (e.g. asj.autoscale(...)) or a chain/wrapper "
-                    "whose first gradient transformation is one."
                 )
             optimizer_state = state.optimizer
             updates = combined

@@ -1,5 +1,8 @@
 """Shared test fixtures: small fixed and random Jacobians."""
 
+import functools
+
+import jax
 import numpy as np
 import pytest
 
@@ -62,3 +65,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 def _is_doctest(nodeid: str) -> bool:
     path = nodeid.split("::", 1)[0]
     return path.endswith(".md") or (path.endswith(".py") and not path.startswith("tests/"))
+
+
+def shapes_in_jaxpr(fn, *args, **kwargs) -> set:
+    """Every intermediate shape of ``fn``'s jaxpr, sub-jaxprs (cond branches, scans) included."""
+    shapes = set()
+
+    def visit(jaxpr):
+        for eqn in jaxpr.eqns:
+            shapes.update(tuple(v.aval.shape) for v in eqn.outvars if hasattr(v.aval, "shape"))
+            for param in eqn.params.values():
+                for sub in param if isinstance(param, tuple | list) else (param,):
+                    inner = getattr(sub, "jaxpr", sub)
+                    if hasattr(inner, "eqns"):
+                        visit(inner)
+
+    visit(jax.make_jaxpr(functools.partial(fn, **kwargs))(*args).jaxpr)
+    return shapes

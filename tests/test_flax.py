@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from test_train import shapes_in_jaxpr
+from conftest import shapes_in_jaxpr
 
 import autoscale_jax as asj
 

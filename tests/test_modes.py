@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import shapes_in_jaxpr
 
 import autoscale_jax as asj
 from autoscale_jax import jacobian, metrics, weighting
@@ -72,29 +73,13 @@ def test_gramian_only_equals_the_stacked_gramian_to_float32_round_off(float64):
     np.testing.assert_allclose(observed.gramian, reference, rtol=0, atol=1e-5 * scale)
 
 
-def intermediate_shapes(fn, *args):
-    shapes = set()
-
-    def visit(jaxpr):
-        for eqn in jaxpr.eqns:
-            shapes.update(tuple(v.aval.shape) for v in eqn.outvars if hasattr(v.aval, "shape"))
-            for param in eqn.params.values():
-                for sub in param if isinstance(param, tuple | list) else (param,):
-                    inner = getattr(sub, "jaxpr", sub)
-                    if hasattr(inner, "eqns"):
-                        visit(inner)
-
-    visit(jax.make_jaxpr(fn)(*args).jaxpr)
-    return shapes
-
-
 @pytest.mark.parametrize("mode", ["gramian", "representation", "last_layer"])
 def test_modes_never_hold_the_stacked_trunk_gradients(mode):
     loss_fn, params, x, y = problem()
     stacked = (K, *params["trunk"].shape)
-    shapes = intermediate_shapes(asj.task_gramian(loss_fn, mode=mode), params, x, y)
+    shapes = shapes_in_jaxpr(asj.task_gramian(loss_fn, mode=mode), params, x, y)
     assert stacked not in shapes
-    assert stacked in intermediate_shapes(asj.task_gramian(loss_fn, mode="stacked"), params, x, y)
+    assert stacked in shapes_in_jaxpr(asj.task_gramian(loss_fn, mode="stacked"), params, x, y)
 
 
 def test_representation_gramian_is_the_gramian_of_gradients_wrt_z(float64):

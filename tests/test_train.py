@@ -1,13 +1,12 @@
 """The fast-path train step: equivalence with the optax chain, one compilation, and an
 end-to-end check that AutoScale balances three regression tasks of very different scales."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import shapes_in_jaxpr
 
 import autoscale_jax as asj
 
@@ -110,23 +109,6 @@ def test_fast_path_weights_are_nan_during_phase_one():
     state = state._replace(step=jnp.array(3, jnp.int32))
     assert not bool(tx.fast_path.needs_task_gradients(state))
     np.testing.assert_allclose(tx.fast_path.weights(state, jnp.ones(2), None), [1.0, 1.0])
-
-
-def shapes_in_jaxpr(fn, *args, **kwargs) -> set:
-    """Every intermediate shape of ``fn``'s jaxpr, sub-jaxprs (cond branches, scans) included."""
-    shapes = set()
-
-    def visit(jaxpr):
-        for eqn in jaxpr.eqns:
-            shapes.update(tuple(v.aval.shape) for v in eqn.outvars if hasattr(v.aval, "shape"))
-            for param in eqn.params.values():
-                for sub in param if isinstance(param, tuple | list) else (param,):
-                    inner = getattr(sub, "jaxpr", sub)
-                    if hasattr(inner, "eqns"):
-                        visit(inner)
-
-    visit(jax.make_jaxpr(functools.partial(fn, **kwargs))(*args).jaxpr)
-    return shapes
 
 
 @pytest.mark.parametrize(
