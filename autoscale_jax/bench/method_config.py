@@ -63,9 +63,11 @@ def search_options(
 ) -> dict[str, Any]:
     """The suite's ``autoscale_search`` options for K tasks and a ``steps`` budget.
 
-    Phase 1 is AutoScale's gms guide (5% of training). Stage 1: ``w(α) ∝ w_gms^α`` for
-    ``α ∈ {1, 1.5, 2, 2.5, 3}`` (α = 1 is the guide's own pick), rungs 5% and 30% of
-    training after phase 1 (25% for K ≥ 3), keeping 3 of 5 at the first: the decision falls
+    Phase 1 is AutoScale's gms guide (5% of training). The search starts from its parameters
+    with a fresh Adam state (see :mod:`autoscale_jax.bench.search_run`). Stage 1:
+    ``w(α) ∝ w_gms^α`` for ``α ∈ {1, 1.5, 2, 2.5, 3}`` (α = 1 is the guide's own pick), rungs
+    5% and 30% of training after phase 1 (25% for K ≥ 3), keeping 3 of 5 at the first: the
+    decision falls
     at 35% of training (30% for K ≥ 3) because early validation favours the fast task
     (measured on MultiMNIST: the best ratio by validation is 56 at 25% of training and 178
     from 37% on; simulated on tuning seeds 100-102, decisions between 25% and 45% of training
@@ -93,6 +95,7 @@ def search_options(
         "alphas": (1.0, 1.5, 2.0, 2.5, 3.0),
         "rungs": (max(1, round(0.05 * steps)), max(2, round(last * steps))),
         "keep": 0.5,
+        "fresh_optimizer": True,
     }
     if num_tasks >= 3:
         options["factors"] = (4.0,)

