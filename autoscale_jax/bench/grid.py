@@ -181,7 +181,7 @@ def _vmapped_seed(
     store: RunStore | None,
 ) -> tuple[RunResult, ...]:
     """One seed's grid points: loaded from ``store`` when all are there, else trained at once."""
-    keys = [run_key(benchmark, c, seed=seed, **budget) for c in configs]
+    keys = [run_key(benchmark, c, seed=seed, baselines=baselines, **budget) for c in configs]
     loaded = [store.load(key) if store is not None else None for key in keys]
     if any(run is None for run in loaded):
         weights = np.stack([np.asarray(c.options["weights"]) for c in configs])

@@ -2,8 +2,10 @@
 
 The CLI saves every run to ``<out>/runs/<benchmark>/<method>__seed<seed>.json``; with
 ``--resume`` a run whose file holds the same :class:`RunKey` (same benchmark setup, method,
-options, seed and budget) is loaded instead of trained again. A file with another key (e.g.
-from a run with other ``--steps``) is trained again and overwritten.
+options, seed, budget and single-task baselines) is loaded instead of trained again. A file
+with another key (e.g. from a run with other ``--steps``, or scored against the baselines of
+other seeds: its checkpoint selection and Δm% depend on them) is trained again and
+overwritten.
 
 Example:
   >>> store = RunStore("out/runs", resume=True)
@@ -25,7 +27,7 @@ from typing import NamedTuple
 
 from autoscale_jax.bench.benchmark import Benchmark
 from autoscale_jax.bench.method_config import MethodConfig, json_options
-from autoscale_jax.bench.run_result import RunResult, run_result_from_json
+from autoscale_jax.bench.run_result import Baselines, RunResult, run_result_from_json
 from autoscale_jax.bench.serialization import read_json, write_json
 
 __all__ = ["RunKey", "RunStore", "run_key"]
@@ -41,6 +43,8 @@ class RunKey(NamedTuple):
       method_name: registry name.
       options: the method options as JSON (sorted keys).
       seed, steps, batch_size, eval_every: the seed and the budget.
+      reference: fingerprint of the single-task baselines the run selected its checkpoint
+        and computed its Δm% against (``""`` without baselines).
     """
 
     benchmark: str
@@ -52,6 +56,7 @@ class RunKey(NamedTuple):
     steps: int
     batch_size: int
     eval_every: int
+    reference: str = ""
 
 
 def _setup_fingerprint(benchmark: Benchmark) -> str:
@@ -65,6 +70,14 @@ def _setup_fingerprint(benchmark: Benchmark) -> str:
     return hashlib.sha256(repr(setup).encode()).hexdigest()[:16]
 
 
+def _baselines_fingerprint(baselines: Baselines | None) -> str:
+    """A short hash of the baselines' metrics (``""`` for none)."""
+    if baselines is None:
+        return ""
+    text = json.dumps([baselines.validation, baselines.test], sort_keys=True, default=float)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def run_key(
     benchmark: Benchmark,
     config: MethodConfig,
@@ -73,13 +86,14 @@ def run_key(
     steps: int,
     batch_size: int,
     eval_every: int,
+    baselines: Baselines | None = None,
 ) -> RunKey:
     """The :class:`RunKey` of training ``config`` on ``benchmark`` with this seed and budget.
 
     Args:
       benchmark: the benchmark.
       config: the method.
-      seed, steps, batch_size, eval_every: as given to :func:`training.run`.
+      seed, steps, batch_size, eval_every, baselines: as given to :func:`training.run`.
 
     Returns:
       The key.
@@ -94,6 +108,7 @@ def run_key(
         steps=steps,
         batch_size=batch_size,
         eval_every=eval_every,
+        reference=_baselines_fingerprint(baselines),
     )
 
 
@@ -132,6 +147,8 @@ class RunStore:
             return None
         try:
             payload = read_json(path)
+            if set(payload["key"]) != set(RunKey._fields):
+                return None  # written by another version of the bench: train again
             if RunKey(**payload["key"]) != key:
                 return None  # another setup or budget under the same name: train again
             return run_result_from_json(payload["run"])

@@ -13,6 +13,8 @@ One run (a seed) does, on the same batches as every other method of that seed:
    discriminating benchmarks, the fresh state improved the search's Δm by 4.5-9.3 points)
    and pruned by successive halving on the
    validation score the bench selects checkpoints with (Δm% against the single-task baselines);
+   option ``candidates`` replaces the family by given [C, K] weights (with one row: phase 1,
+   then those fixed weights, the like-for-like control of ``benchmarks/search_control.py``);
    optionally a second stage of per-task multipliers around the first survivor
    (:func:`autoscale_jax.search.task_multipliers`, for K ≥ 3), from the first survivor's state;
 3. **the survivor continues** with its fixed weights to ``steps``, scored on validation every
@@ -129,6 +131,8 @@ def _stages(options: Mapping[str, Any], num_tasks: int) -> list[dict[str, Any]]:
 
 
 def _candidates(stage: int, options: Mapping[str, Any], weights: jax.Array) -> jax.Array:
+    if stage == 0 and options.get("candidates") is not None:  # given weights (a control)
+        return jnp.asarray(options["candidates"], jnp.float32)
     if stage == 0:
         return search.alpha_family(weights, tuple(options["alphas"]))
     return search.task_multipliers(weights, tuple(options["factors"]))

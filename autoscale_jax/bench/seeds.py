@@ -55,7 +55,7 @@ def run_seeds(
     budget = {"steps": steps, "batch_size": batch_size, "eval_every": eval_every}
     results = []
     for seed in seeds:
-        key = run_key(benchmark, config, seed=seed, **budget)
+        key = run_key(benchmark, config, seed=seed, baselines=baselines, **budget)
         result = store.load(key) if store is not None else None
         if result is None:
             runner = search_run.run if config.name == search_run.SEARCH_METHOD else training.run

@@ -5,7 +5,9 @@ from bench_fakes import fake_run
 
 from autoscale_jax.bench.benchmark import Benchmark
 from autoscale_jax.bench.method_config import MethodConfig
+from autoscale_jax.bench.run_result import Baselines
 from autoscale_jax.bench.run_store import RunStore, run_key
+from autoscale_jax.bench.serialization import read_json, write_json
 
 BUDGET = {"steps": 20, "batch_size": 8, "eval_every": 10}
 
@@ -58,3 +60,28 @@ def test_an_unreadable_run_file_is_trained_again_with_a_warning(tmp_path):
         handle.write('{"key": ')  # cut short
     with pytest.warns(UserWarning, match="unreadable run file"):
         assert store.load(key) is None
+
+
+def test_runs_scored_against_other_baselines_are_not_the_same_run(tmp_path):
+    # Resuming with another --seeds changes the single-task baselines every run selects its
+    # checkpoint and computes its Δm% against: such a file must be trained again.
+    benchmark = toy_benchmark()
+    config = MethodConfig("ew", "equal_weights")
+    three = Baselines(validation=({"mse": 1.0},), test=({"mse": 2.0},))
+    five = Baselines(validation=({"mse": 1.0},), test=({"mse": 2.5},))
+    key = run_key(benchmark, config, seed=0, baselines=three, **BUDGET)
+    store = RunStore(str(tmp_path), resume=True)
+    store.save(key, fake_run("ew"))
+    assert store.load(key) == fake_run("ew")
+    assert store.load(run_key(benchmark, config, seed=0, baselines=five, **BUDGET)) is None
+    assert store.load(run_key(benchmark, config, seed=0, **BUDGET)) is None
+
+
+def test_a_run_file_of_an_older_key_format_is_trained_again_silently(tmp_path, recwarn):
+    key = grid_point_key(toy_benchmark())
+    store = RunStore(str(tmp_path), resume=True)
+    path = store.save(key, fake_run("ls[0.5,1.5]"))
+    payload = read_json(path)
+    del payload["key"]["reference"]  # a file written before the key had this field
+    write_json(path, payload, strict=False)
+    assert store.load(key) is None and not recwarn.list
