@@ -181,10 +181,34 @@ def multitask_transformation(
             return (with_task_gradients if needs else with_one_gradient)(state)
         return jax.lax.cond(needs, with_task_gradients, with_one_gradient, state)
 
-    transformation = MultiTaskTransformation(init, update_fn)
+    def init_fn(params: Any) -> Any:
+        return _distinct_buffers(init(params))
+
+    transformation = MultiTaskTransformation(init_fn, update_fn)
     transformation.fast_path = fast_path
     transformation.gramian_path = gramian_path
     return transformation
+
+
+def _distinct_buffers(state: Any) -> Any:
+    """``state`` with a copy of every array leaf whose buffer an earlier leaf already holds.
+
+    Why: ``jax.jit(step, donate_argnums=...)`` refuses a state in which two leaves share a
+    buffer (e.g. one zeros array used for several counters), so the first donated step would
+    fail.
+    """
+    seen: set[int] = set()
+
+    def distinct(leaf: Any) -> Any:
+        if not isinstance(leaf, jax.Array) or isinstance(leaf, jax.core.Tracer) or not leaf.size:
+            return leaf
+        pointer = leaf.addressable_shards[0].data.unsafe_buffer_pointer()  # sharded or not
+        if pointer in seen:
+            return jnp.copy(leaf)
+        seen.add(pointer)
+        return leaf
+
+    return jax.tree.map(distinct, state)
 
 
 def _gramian_update(

@@ -10,7 +10,11 @@ task), every step jitted and timed interleaved with EW in the same run (medians)
       memory on top of parameters, state and batch) and the peak (arguments + outputs +
       temporaries - aliases);
   (c) whole-run cost x EW at K = 10 with a 5% phase 1: measured end to end (phase 1 with
-      ``step``, then ``one_gradient_step``), and predicted from the step times of (a);
+      ``step``, then ``one_gradient_step``; parameters and state donated, as in a training
+      loop), and predicted from the step times of (a);
+  (d) phase 2 with donated parameters and state: ``one_gradient_step`` / EW step, both jitted
+      with ``donate_argnums=(0, 1)`` and fed their own outputs (AutoScale's window statistics
+      and metrics then pass through without copies);
   (a') with ``--weights-steps N``: the guides' weights from each mode's window-mean Gramian
       (last 10 of N equal-weight steps, one trajectory) against the exact stacked ones.
 
@@ -33,6 +37,7 @@ import optax
 import autoscale_jax as asj
 
 MODES = ("stacked", "gramian", "representation", "last_layer", "sampled")
+DONATED = (0, 1)  # parameters and optimizer state, as a training loop would
 
 
 def mlp_problem(num_tasks: int, batch: int = 256, dims: tuple = (784, 512, 512)) -> tuple:
@@ -153,14 +158,15 @@ def whole_run(num_tasks: int, total_steps: int, phase_share: float, mode: str) -
         kwargs["num_sampled_tasks"] = num_sampled(num_tasks)
     tx = asj.autoscale(num_tasks, estimation, metric_mask=mask)
     trainer = asj.multitask_train_step(loss_fn, tx, optax.adam(1e-3), **kwargs)
-    step, fast = jax.jit(trainer.step), jax.jit(trainer.one_gradient_step)
+    step = jax.jit(trainer.step, donate_argnums=DONATED)
+    fast = jax.jit(trainer.one_gradient_step, donate_argnums=DONATED)
     state, key = trainer.init(params), jax.random.PRNGKey(0)
     # Compile both before timing (fast on a phase-1 state only compiles: its output is NaN).
-    jax.block_until_ready(fast(params, state, x, y, key=key))
-    jax.block_until_ready(step(params, state, x, y, key=key))
+    jax.block_until_ready(fast(*_copies(params, state), x, y, key=key))
+    jax.block_until_ready(step(*_copies(params, state), x, y, key=key))
 
     def run() -> float:
-        p, s = params, state
+        p, s = _copies(params, state)
         start = time.perf_counter()
         for i in range(total_steps):
             p, s, _ = (step if i < estimation else fast)(p, s, x, y, key=key)
@@ -174,11 +180,11 @@ def ew_run(num_tasks: int, total_steps: int) -> Callable:
     """The compiled equal-weights run; calling it returns its wall time in seconds."""
     params, x, y, at_output, _ = mlp_problem(num_tasks)
     ew = asj.linear_scalarization_step(at_output, jnp.ones(num_tasks), optax.adam(1e-3))
-    step, state = jax.jit(ew.step), ew.init(params)
-    jax.block_until_ready(step(params, state, x, y))
+    step, state = jax.jit(ew.step, donate_argnums=DONATED), ew.init(params)
+    jax.block_until_ready(step(*_copies(params, state), x, y))
 
     def run() -> float:
-        p, s = params, state
+        p, s = _copies(params, state)
         start = time.perf_counter()
         for _ in range(total_steps):
             p, s, _ = step(p, s, x, y)
@@ -186,6 +192,39 @@ def ew_run(num_tasks: int, total_steps: int) -> Callable:
         return time.perf_counter() - start
 
     return run
+
+
+def _copies(*trees: Any) -> tuple:
+    """Fresh buffers for a donating step (donation invalidates its inputs)."""
+    return tuple(jax.tree.map(jnp.copy, tree) for tree in trees)
+
+
+def donated_phase_two(num_tasks: int, repeats: int) -> float:
+    """Median of ``one_gradient_step`` / EW step, both donating and fed their own outputs."""
+    params, x, y, at_output, _ = mlp_problem(num_tasks)
+    key, optimizer = jax.random.PRNGKey(0), optax.adam(1e-3)
+    ew = asj.linear_scalarization_step(at_output, jnp.ones(num_tasks), optimizer)
+    trainer = asj.multitask_train_step(at_output, asj.autoscale(num_tasks, 1), optimizer)
+    phase_two = jax.jit(trainer.step)(params, trainer.init(params), x, y, key=key)[1]
+    steps = {
+        "ew": (jax.jit(ew.step, donate_argnums=DONATED), ew.init(params), {}),
+        "fast": (
+            jax.jit(trainer.one_gradient_step, donate_argnums=DONATED),
+            phase_two,
+            {"key": key},
+        ),
+    }
+    live = {name: _copies(params, state) for name, (_, state, _) in steps.items()}
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for repeat in range(repeats + 3):  # 3 warm-up rounds (compilation included)
+        for name, (fn, _, kwargs) in steps.items():
+            start = time.perf_counter()
+            p, s, _ = fn(*live[name], x, y, **kwargs)
+            jax.block_until_ready(p)
+            live[name] = (p, s)
+            if repeat >= 3:
+                samples[name].append(time.perf_counter() - start)
+    return statistics.median(samples["fast"]) / statistics.median(samples["ew"])
 
 
 def mode_weights(num_tasks: int, steps: int, guide: str) -> dict[str, Any]:
@@ -246,6 +285,7 @@ def main() -> None:
     parser.add_argument("--run-tasks", type=int, default=10)
     parser.add_argument("--run-repeats", type=int, default=3)
     parser.add_argument("--weights-steps", type=int, default=0, help="(a'): 0 skips it")
+    parser.add_argument("--donated-repeats", type=int, default=60, help="(d): 0 skips it")
     args = parser.parse_args()
     device = jax.devices()[0]
     print(f"device={device.platform} ({device.device_kind}); MLP 784-512-512, batch 256")
@@ -295,6 +335,12 @@ def main() -> None:
                 + (1 - share) * times["phase 2, one_gradient_step"]
             ) / times["EW (plain optax)"]
             print(f"| {mode} | {measured:.3f} | {predicted:.3f} |")
+    if args.donated_repeats:
+        print("\n(d) phase 2, parameters and state donated: one_gradient_step / EW step (median)")
+        print("| K | ratio |")
+        print("|---:|---:|")
+        for k in args.tasks:
+            print(f"| {k} | {donated_phase_two(k, args.donated_repeats):.3f} |", flush=True)
 
 
 if __name__ == "__main__":

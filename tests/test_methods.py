@@ -97,6 +97,15 @@ def test_contract_jit_once_shapes_and_weights(rng, name):
             asj.task_weights(state)
 
 
+@pytest.mark.parametrize("name", asj.methods.available())
+def test_contract_initial_state_can_be_donated(name):
+    # jax.jit(step, donate_argnums=(0, 1)) refuses a state whose leaves share a buffer.
+    state = build(name, 3).init({"w": jnp.zeros(6)})
+    leaves = [x for x in jax.tree.leaves(state) if isinstance(x, jax.Array) and x.size > 0]
+    pointers = [x.unsafe_buffer_pointer() for x in leaves]
+    assert len(set(pointers)) == len(pointers)
+
+
 @pytest.mark.parametrize("name", [i.name for i in INFOS if i.constructor == "num_tasks"])
 def test_contract_rejects_bad_input(name):
     with pytest.raises(ValueError, match="at least"):

@@ -85,6 +85,24 @@ def test_one_gradient_step_equals_step_after_phase_one():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), a_state, b_state)
 
 
+def test_donated_steps_train_like_undonated_ones_across_the_phase_switch():
+    # The documented loop jits both steps with donate_argnums=(0, 1): it must accept the
+    # initial state and give the undonated run's numbers.
+    loss_fn, params, x, y = regression_problem(seed=4)
+    train = asj.multitask_train_step(loss_fn, asj.autoscale(3, 3, window=1), optax.adam(1e-2))
+    plain = (jax.jit(train.step), jax.jit(train.one_gradient_step))
+    donated = tuple(
+        jax.jit(f, donate_argnums=(0, 1)) for f in (train.step, train.one_gradient_step)
+    )
+    runs = []
+    for step, fast in (plain, donated):
+        p, state = jax.tree.map(jnp.copy, (params, train.init(params)))
+        for i in range(6):
+            p, state, _ = (step if i < 3 else fast)(p, state, x, y)
+        runs.append((p, asj.task_weights(state)))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), *runs)
+
+
 def test_one_gradient_step_during_phase_one_is_loud_and_refused_without_fast_path():
     loss_fn, params, x, y = regression_problem(seed=3)
     train = asj.multitask_train_step(loss_fn, asj.autoscale(3, 5), optax.sgd(0.1))
