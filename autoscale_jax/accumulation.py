@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from autoscale_jax import base
+from autoscale_jax import base, checks
 
 
 class MultiStepsState(NamedTuple):
@@ -71,7 +71,7 @@ def multi_steps(
     if not isinstance(every_k, int | jnp.integer) or isinstance(every_k, bool) or every_k < 1:
         raise ValueError(f"every_k must be a positive int, got {every_k!r}.")
     every_k = int(every_k)
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     inner = optax.with_extra_args_support(tx)
 
     def init_fn(params: Any) -> MultiStepsState:
@@ -94,8 +94,8 @@ def multi_steps(
         task_losses: jax.Array | None = None,
         **extra_args: Any,
     ) -> tuple[Any, MultiStepsState]:
-        base.check_task_gradients(task_grads, num_tasks)
-        losses = base.check_task_losses(task_losses, num_tasks, required=False)
+        checks.check_task_gradients(task_grads, num_tasks)
+        losses = checks.check_task_losses(task_losses, num_tasks, required=False)
         count = state.mini_step + 1
         acc_grads = jax.tree.map(
             lambda acc, g: acc + (g.astype(acc.dtype) - acc) / count.astype(acc.dtype),

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from autoscale_jax import base, estimator, jacobian, metrics, weighting
+from autoscale_jax import base, checks, estimator, jacobian, metrics, weighting
 
 
 class AutoScaleState(NamedTuple):
@@ -120,9 +120,9 @@ def autoscale(
       Yang, Ikemura et al, AutoScale: Linear Scalarization Guided by Multi-Task Optimization
       Metrics, 2025 (arXiv 2508.13979).
     """
-    num_tasks = base.check_num_tasks(num_tasks)
-    estimation_steps = base.check_positive_int("estimation_steps", estimation_steps)
-    window = base.check_positive_int("window", window)
+    num_tasks = checks.check_num_tasks(num_tasks)
+    estimation_steps = checks.check_positive_int("estimation_steps", estimation_steps)
+    window = checks.check_positive_int("window", window)
     metric_mask = metrics.check_metric_mask(metric_mask)
     rule = weighting.guide_rule(guide, cond_iterations=cond_iterations)
     num_windows = -(-estimation_steps // window)
@@ -191,7 +191,7 @@ def autoscale(
         ``G`` is computed before the phase's ``lax.cond``, not inside it: a branch that closes
         over the K stacked gradients made XLA:CPU's phase-1 step ~1.4x dearer than MGDA's.
         """
-        losses = base.check_task_losses(losses, num_tasks)
+        losses = checks.check_task_losses(losses, num_tasks)
         mask = (_as_mask(task_mask, num_tasks), _as_mask(loss_mask, num_tasks))
 
         def phase_one(state: AutoScaleState) -> tuple:
@@ -220,7 +220,7 @@ def autoscale(
             premature = state.step < estimation_steps
             weights = jnp.where(premature, jnp.nan, state.task_weights)
             return task_grads, state._replace(step=state.step + 1, task_weights=weights)
-        base.check_task_gradients(task_grads, num_tasks)
+        checks.check_task_gradients(task_grads, num_tasks)
         G = metrics.gramian(task_grads, metric_mask)
         weights, state = advance(state, G, task_losses, task_mask)
         return base.weighted_sum(task_grads, weights), state
@@ -303,7 +303,7 @@ def fixed_weights(weights: Any) -> base.MultiTaskTransformation:
     weights = jnp.asarray(weights, jnp.float32)
     if weights.ndim != 1:
         raise ValueError(f"weights must be a vector [K], got shape {weights.shape}.")
-    num_tasks = base.check_num_tasks(weights.shape[0])
+    num_tasks = checks.check_num_tasks(weights.shape[0])
     if not isinstance(weights, jax.core.Tracer):  # traced under inject_hyperparams' update
         values = np.asarray(weights)
         if not np.all(np.isfinite(values)) or np.any(values < 0) or not np.any(values > 0):
@@ -326,7 +326,7 @@ def fixed_weights(weights: Any) -> base.MultiTaskTransformation:
         **extra_args: Any,
     ) -> tuple[Any, FixedWeightsState]:
         del params, extra_args
-        base.check_task_losses(task_losses, num_tasks, required=False)
+        checks.check_task_losses(task_losses, num_tasks, required=False)
         # The closed-over weights win over the state's, so inject_hyperparams can change them.
         return base.combine(task_grads, weights, num_tasks, presummed), FixedWeightsState(weights)
 
@@ -340,4 +340,4 @@ def equal_weights(num_tasks: int) -> base.MultiTaskTransformation:
     Example:
       >>> tx = optax.chain(asj.equal_weights(3), optax.adam(1e-3))
     """
-    return fixed_weights(jnp.ones((base.check_num_tasks(num_tasks),), jnp.float32))
+    return fixed_weights(jnp.ones((checks.check_num_tasks(num_tasks),), jnp.float32))

@@ -1,6 +1,5 @@
 """The multi-task contract helpers: validation, combination, weights lookup."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -30,25 +29,6 @@ def test_combine_passes_presummed_through_and_checks_stacked():
     assert base.combine(presummed, jnp.ones(2), 2, True) is presummed
     with pytest.raises(ValueError, match="leading task axis of size 3"):
         base.combine(stacked, jnp.ones(3), 3, False)
-
-
-def test_check_num_tasks():
-    assert base.check_num_tasks(np.int64(3)) == 3
-    with pytest.raises(TypeError, match="static Python int"):
-        base.check_num_tasks(2.0)
-    with pytest.raises(TypeError, match="static_args"):
-        jax.jit(base.check_num_tasks)(3)
-    with pytest.raises(ValueError, match="at least 2"):
-        base.check_num_tasks(1)
-
-
-def test_check_task_losses():
-    assert base.check_task_losses(None, 2, required=False) is None
-    np.testing.assert_allclose(base.check_task_losses([1.0, 2.0], 2), [1.0, 2.0])
-    with pytest.raises(ValueError, match="needs the task losses"):
-        base.check_task_losses(None, 2)
-    with pytest.raises(ValueError, match=r"shape \(2,\)"):
-        base.check_task_losses(jnp.ones((2, 1)), 2)
 
 
 def test_task_weights_lookup_through_wrappers():

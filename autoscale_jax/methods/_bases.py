@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 
 HEADS = ("weighted", "plain")
 
@@ -172,7 +172,7 @@ def stacked_gradient_method(
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation`.
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
 
     def init_fn(params: Any) -> Any:
         return init_state(params)
@@ -190,7 +190,7 @@ def stacked_gradient_method(
         del params
         if presummed and presummed_update is None:
             reject_presummed(name)
-        losses = base.check_task_losses(task_losses, num_tasks, required=losses_required)
+        losses = checks.check_task_losses(task_losses, num_tasks, required=losses_required)
         if losses is not None:
             losses = metrics.at_least_float32(losses)
         if needs_key:
@@ -198,7 +198,7 @@ def stacked_gradient_method(
         if presummed:
             assert presummed_update is not None  # rejected above otherwise
             return presummed_update(task_grads, state, losses, key)
-        base.check_task_gradients(task_grads, num_tasks)
+        checks.check_task_gradients(task_grads, num_tasks)
         return aggregate(task_grads, state, losses, key, extra_args)
 
     return base.multitask_transformation(init_fn, update_fn, fast_path, gramian_path)
@@ -251,7 +251,7 @@ def gramian_method(
       the rule sees the unbiased estimate ``Ĝ = G / π`` on the observed entries
       (:meth:`~autoscale_jax.jacobian.ObservedGramian.unbiased`).
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     check_heads(heads)
     if not isinstance(update_every, int) or update_every < 1:
         raise ValueError(
@@ -326,7 +326,7 @@ def gramian_method(
         state: GramianMethodState, observed: Any, task_losses: Any, key: Any, task_mask: Any
     ) -> tuple[jax.Array, GramianMethodState]:
         del task_mask  # an absent task's gradient is zero: its Gramian row already is
-        losses = base.check_task_losses(task_losses, num_tasks, required=losses_required)
+        losses = checks.check_task_losses(task_losses, num_tasks, required=losses_required)
         if losses is not None:
             losses = metrics.at_least_float32(losses)
         if needs_key:
@@ -389,13 +389,13 @@ def loss_weighting(
       A :class:`~autoscale_jax.base.MultiTaskTransformation` with a fast path that never
       needs task gradients.
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
 
     def finite_step(state: Any, losses: Any, key: Any) -> tuple[jax.Array, Any]:
         if needs_key:
             key = require_key(key, name)
         if losses_required:
-            losses = base.check_task_losses(losses, num_tasks)
+            losses = checks.check_task_losses(losses, num_tasks)
         if losses is not None:
             losses = metrics.at_least_float32(jnp.asarray(losses))
         weights, next_state = step(state, losses, key)

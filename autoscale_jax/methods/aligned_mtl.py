@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _projections as projections
 
@@ -142,7 +142,7 @@ def aligned_mtl(
     Reference:
       Senushkin et al, Independent Component Alignment for Multi-Task Learning, 2023.
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     if scale not in SCALES:
         raise ValueError(f"Unknown scale {scale!r}; choose one of {SCALES}.")
     if preferences is None:

@@ -13,7 +13,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods._scale_parameters import check_positive, descend, scale_optimizer
 
@@ -164,7 +164,7 @@ def auto_lambda(
       Liu, James, Davison & Johns, Auto-Lambda: Disentangling Dynamic Task Relationships,
       TMLR 2022 (arXiv 2202.03091).
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     check_positive("lookahead_lr", lookahead_lr)
     if isinstance(initial_weight, int | float) and not initial_weight >= 0:
         raise ValueError(f"initial_weight must be non-negative, got {initial_weight!r}.")

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _solvers as solvers
 
@@ -216,7 +216,7 @@ def cagrad(
     Reference:
       Liu et al, Conflict-Averse Gradient Descent for Multi-task Learning, 2021.
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     solvers.check_hyperparameter("c", c, 0.0, strict=False)
     _rescale_divisor(c, rescale)
 

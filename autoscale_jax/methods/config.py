@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _projections as projections
 from autoscale_jax.methods import _solvers as solvers
@@ -123,7 +123,7 @@ def config(
       Liu, Chu, Thuerey, ConFIG: Towards Conflict-free Training of Physics Informed Neural
       Networks, 2024 (arXiv 2408.11104).
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     if rtol is not None:
         solvers.check_hyperparameter("rtol", rtol, 0.0, strict=False)
     if preferences is not None:

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from autoscale_jax import base
+from autoscale_jax import base, checks
 from autoscale_jax.methods import _bases
 
 # Below this loss norm the cosine is undefined; its term is dropped (w = r).
@@ -129,7 +129,7 @@ def cosmos(
       Ruchte & Grabocka, Scalable Pareto Front Approximation for Deep Multi-Objective
       Learning, 2021 (arXiv 2103.13392).
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     fixed = check_preference(preference, num_tasks)
     if isinstance(mu, int | float) and not mu >= 0:
         raise ValueError(f"mu must be non-negative, got {mu!r}.")

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from autoscale_jax import base
+from autoscale_jax import base, checks
 from autoscale_jax.methods import _bases
 
 
@@ -158,7 +158,7 @@ def cr_mogm(
             _, inner = method.update(task_grads, state.inner, params, presummed=True, **extra_args)
             weights = average(state, proposed, extra_args.get("task_losses"), task_grads)
             return task_grads, CRMOGMState(weights, inner, state.step + 1)
-        base.check_task_gradients(task_grads, state.task_weights.shape[0])
+        checks.check_task_gradients(task_grads, state.task_weights.shape[0])
         _, inner = method.update(task_grads, state.inner, params, **extra_args)
         weights = average(state, _inner_weights(inner), extra_args.get("task_losses"), task_grads)
         return base.weighted_sum(task_grads, weights), CRMOGMState(weights, inner, state.step + 1)

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods._scale_parameters import check_positive
 from autoscale_jax.methods.scale_invariant import LOG_LOSS_EPS, log_loss_weights
@@ -96,7 +96,7 @@ def db_mtl(
     Reference:
       Lin et al, Dual-Balancing for Multi-Task Learning, 2023.
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     if isinstance(beta, int | float) and not 0.0 <= beta < 1.0:
         raise ValueError(f"beta must be in [0, 1), got {beta!r}.")
     if isinstance(beta_sigma, int | float) and beta_sigma < 0:

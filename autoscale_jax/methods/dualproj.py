@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _solvers as solvers
 
@@ -116,7 +116,7 @@ def dualproj(
       Quinton & Rey, Jacobian Descent for Multi-Objective Optimization, 2024
       (arXiv 2406.16232).
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     solvers.check_hyperparameter("norm_eps", norm_eps, 0.0, strict=False)
     solvers.check_hyperparameter("reg_eps", reg_eps, 0.0, strict=False)
     if preferences is not None:

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base
+from autoscale_jax import base, checks
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods._scale_parameters import check_positive
 
@@ -89,7 +89,7 @@ def dynamic_weight_average(
     Reference:
       Liu et al, End-to-End Multi-Task Learning with Attention, 2019.
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     check_positive("temperature", temperature)
     if not isinstance(epoch_length, int) or epoch_length < 1:
         raise ValueError(f"epoch_length must be a positive int, got {epoch_length!r}.")

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, cast
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods._scale_parameters import check_positive
 
@@ -131,7 +131,7 @@ def excess_mtl(
     Reference:
       He et al, Robust Multi-Task Learning with Excess Risks, 2024 (arXiv 2402.02009).
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     check_positive("step_size", step_size)
     check_positive("eps", eps)
 

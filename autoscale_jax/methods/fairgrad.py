@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import jax
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _solvers as solvers
 
@@ -67,7 +67,7 @@ def fairgrad(
     Reference:
       Ban & Ji, Fair Resource Allocation in Multi-Task Learning, 2024.
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     solvers.check_hyperparameter("alpha", alpha, 0.0, strict=True)
     power = 1.0 / alpha
 

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods._scale_parameters import descend, scale_optimizer
 from autoscale_jax.methods.scale_invariant import LOG_LOSS_EPS, log_loss_weights
@@ -104,7 +104,7 @@ def famo(
     Reference:
       Liu et al, FAMO: Fast Adaptive Multitask Optimization, 2023.
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     tx = scale_optimizer("adam", learning_rate, weight_decay=weight_decay)
 
     def shifted(losses: jax.Array) -> jax.Array:

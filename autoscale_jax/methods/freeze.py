@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, weighting
+from autoscale_jax import base, checks, weighting
 
 
 class FreezeState(NamedTuple):
@@ -150,7 +150,7 @@ def freeze(
         def fixed(state: FreezeState) -> tuple:
             if presummed:
                 return task_grads, state
-            base.check_task_gradients(task_grads, state.task_weights.shape[0])
+            checks.check_task_gradients(task_grads, state.task_weights.shape[0])
             return base.weighted_sum(task_grads, state.task_weights), state
 
         updates, state = jax.lax.cond(estimating, run_inner, fixed, state)

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods._scale_parameters import check_positive
 from autoscale_jax.methods.scale_invariant import LOG_LOSS_EPS
@@ -83,7 +83,7 @@ def geometric_mean(num_tasks: int, *, eps: float = LOG_LOSS_EPS) -> base.MultiTa
       Chennupati et al, MultiNet++: Multi-Stream Feature Aggregation and Geometric Loss
       Strategy for Multi-Task Learning, 2019 (arXiv 1904.08492).
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     check_positive("eps", eps)
 
     def init_state() -> GeometricMeanState:

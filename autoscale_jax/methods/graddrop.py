@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 
 
@@ -141,7 +141,7 @@ def graddrop(
       Chen et al, Just Pick a Sign: Optimizing Deep Multitask Models with Gradient Sign Dropout,
       2020.
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     leak_ratios = _check_leak(leak, num_tasks)
 
     def aggregate(

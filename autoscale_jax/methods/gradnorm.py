@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics, weighting
+from autoscale_jax import base, checks, metrics, weighting
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods._scale_parameters import descend, scale_optimizer
 
@@ -114,7 +114,7 @@ def gradnorm(
       Chen et al, GradNorm: Gradient Normalization for Adaptive Loss Balancing in Deep Multitask
       Networks, 2018.
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     if isinstance(alpha, int | float) and alpha < 0:
         raise ValueError(f"alpha must be non-negative, got {alpha!r}.")
     tx = scale_optimizer(optimizer, learning_rate)

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _projections as projections
 
@@ -145,7 +145,7 @@ def gradvac(
       Wang et al, Gradient Vaccine: Investigating and Improving Multi-task Optimization in
       Massively Multilingual Models, 2021.
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     # Only a concrete beta can be checked (optax.inject_hyperparams passes arrays).
     if isinstance(beta, int | float) and not 0.0 <= beta <= 1.0:
         raise ValueError(f"beta must lie in [0, 1], got {beta!r}.")

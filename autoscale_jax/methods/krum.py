@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 
 
@@ -180,7 +180,7 @@ def krum(
       Blanchard et al, Machine Learning with Adversaries: Byzantine Tolerant Gradient
       Descent, 2017 (arXiv 1703.02757).
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     f, m = check_krum_arguments(num_tasks, n_byzantine, n_selected)
     squared = bool(squared)
 

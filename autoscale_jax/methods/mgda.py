@@ -11,7 +11,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _solvers as solvers
 
@@ -142,7 +142,7 @@ def mgda(
     Reference:
       Sener & Koltun, Multi-Task Learning as Multi-Objective Optimization, 2018.
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     if normalization not in NORMALIZATIONS:
         raise ValueError(
             f"Unknown normalization {normalization!r}; choose one of {NORMALIZATIONS}."
@@ -151,7 +151,7 @@ def mgda(
     def gramian_fn(task_grads: Any, extra_args: dict) -> jax.Array:
         representation = extra_args.get("representation_task_grads")
         if representation is not None:
-            base.check_task_gradients(representation, num_tasks)
+            checks.check_task_gradients(representation, num_tasks)
             return metrics.gramian(representation)
         if representation_mask is None:
             raise ValueError(

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods._solvers import check_hyperparameter
 
@@ -141,7 +141,7 @@ def moco(
       Fernando et al, Mitigating Gradient Bias in Multi-objective Learning: A Provably
       Convergent Stochastic Approach, 2023 (arXiv 2210.12624).
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     if isinstance(beta, int | float) and not 0.0 < beta <= 1.0:
         raise ValueError(f"beta must be in (0, 1], got {beta!r}.")
     check_hyperparameter("beta_sigma", beta_sigma, 0.0, strict=False)

@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods._solvers import check_hyperparameter
 from autoscale_jax.methods.moco import moco_weight_step
@@ -95,7 +95,7 @@ def modo(
       Chen et al, Three-Way Trade-Off in Multi-Objective Learning: Optimization, Generalization
       and Conflict-Avoidance, 2023 (arXiv 2305.20057).
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     _bases.check_heads(heads)
     check_hyperparameter("gamma", gamma, 0.0, strict=True)
     check_hyperparameter("rho", rho, 0.0, strict=False)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from autoscale_jax import base
+from autoscale_jax import base, checks
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods.cosmos import check_preference
 
@@ -109,7 +109,7 @@ def pbi(
       Zhang & Li, MOEA/D: A Multiobjective Evolutionary Algorithm Based on Decomposition,
       IEEE Transactions on Evolutionary Computation 11(6), 2007.
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     r = jnp.asarray(check_preference(preference, num_tasks))
     if isinstance(theta, int | float) and not theta >= 0:
         raise ValueError(f"theta must be non-negative, got {theta!r}.")

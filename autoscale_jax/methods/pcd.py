@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _projections as projections
 from autoscale_jax.methods import _solvers as solvers
@@ -200,7 +200,7 @@ def pcd(
       Varam & AlHajri, Not All Objectives Are Born Equal: Priority-Constrained Descent for
       Hierarchical Multi-Objective Optimization, TMLR 2026 (arXiv 2606.29521).
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     if num_tasks > MAX_TASKS:
         raise ValueError(
             f"pcd enumerates 2^(K-1) working sets and supports at most {MAX_TASKS} tasks, got "

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base
+from autoscale_jax import base, checks
 from autoscale_jax.methods import _bases
 
 DISTRIBUTIONS = ("normal", "dirichlet")
@@ -78,7 +78,7 @@ def random_loss_weighting(
       Lin et al, Reasonable Effectiveness of Random Weighting: A Litmus Test for Multi-Task
       Learning, 2022.
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     if distribution not in DISTRIBUTIONS:
         raise ValueError(f"Unknown distribution {distribution!r}; choose one of {DISTRIBUTIONS}.")
     total = num_tasks if weights_sum is None else weights_sum

@@ -12,7 +12,7 @@ from typing import Any, cast
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods._solvers import SolverResult, check_hyperparameter
 from autoscale_jax.methods.moco import project_to_simplex
@@ -50,7 +50,7 @@ def cross_gramian(first: Any, second: Any, mask: metrics.MetricMask = None) -> j
 
 
 def _check_batch(name: str, grads: Any, reference: Any, num_tasks: int, method: str) -> None:
-    base.check_task_gradients(grads, num_tasks)
+    checks.check_task_gradients(grads, num_tasks)
     shapes = jax.tree.map(jnp.shape, grads)
     structure: Any = jax.tree.structure(grads)
     if structure != jax.tree.structure(reference) or shapes != jax.tree.map(jnp.shape, reference):
@@ -203,7 +203,7 @@ def sdmgrad(
       Xiao et al, Direction-oriented Multi-objective Learning: Simple and Provable Stochastic
       Algorithms, 2023 (arXiv 2305.18409).
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     _bases.check_heads(heads)
     check_hyperparameter("regularization", regularization, 0.0, strict=False)
     check_hyperparameter("step_size", step_size, 0.0, strict=True)

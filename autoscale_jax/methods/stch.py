@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods._scale_parameters import check_positive
 from autoscale_jax.methods.scale_invariant import LOG_LOSS_EPS, log_loss_weights
@@ -157,7 +157,7 @@ def stch(
       Lin et al, Smooth Tchebycheff Scalarization for Multi-Objective Optimization, 2024
       (arXiv 2402.19078).
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     check_positive("mu", mu)
     check_positive("eps", eps)
     lam = _check_preferences(preferences, num_tasks)

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
+from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 
 
@@ -139,7 +139,7 @@ def trimmed_mean(
       Yin et al, Byzantine-Robust Distributed Learning: Towards Optimal Statistical Rates,
       2018 (arXiv 1803.01498).
     """
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = checks.check_num_tasks(num_tasks)
     trim_number = check_trim_number(trim_number, num_tasks)
     _bases.check_heads(heads)
 
