@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -133,3 +134,25 @@ def test_module_entry_point_prints_usage_without_a_command():
     )
     assert completed.returncode == 2
     assert "bench" in completed.stdout and "study" in completed.stdout
+
+
+def test_a_benchmark_with_its_own_methods_runs_only_those(monkeypatch):
+    from bench_tiny import tiny_benchmark
+
+    from autoscale_jax.bench.run_store import RunStore
+    from autoscale_jax.bench.suites import QM9_METHODS, SUITES
+
+    seen = {}
+
+    def fake_run_benchmark(bench, configs, **kwargs):
+        seen["labels"], seen["grid"] = [c.label for c in configs], kwargs["weight_grid"]
+        return types.SimpleNamespace(budget={})
+
+    monkeypatch.setattr(cli, "load_benchmark", lambda name, **options: tiny_benchmark())
+    monkeypatch.setattr(cli, "run_benchmark", fake_run_benchmark)
+    (qm9,) = [s for s in SUITES["full"].benchmarks if s.name == "qm9"]
+    args = cli.build_parser().parse_args(["bench", "--suite", "full"])
+    cli._run_spec(qm9, SUITES["full"], args, RunStore("unused"))
+    # Its own rows (EW always), not every registered method; its 20-point grid.
+    assert set(seen["labels"]) == (set(QM9_METHODS) - {"ls_grid"}) | {"ew"}
+    assert len(seen["grid"]) == qm9.grid_size == 20
