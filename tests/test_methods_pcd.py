@@ -4,6 +4,9 @@ guarantee, the special cases and the scale invariances."""
 
 import importlib
 import itertools
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -253,3 +256,24 @@ def test_rejects_bad_arguments():
             pcd(2, **kwargs)
     with pytest.raises(ValueError, match="at most 16 tasks"):
         pcd(17)
+
+
+def test_many_tasks_inside_a_training_loop_finish():
+    # Vmapped over its 2^(K-1) working sets, K = 14 deadlocked XLA:CPU inside lax.scan (2 cores,
+    # jaxlib 0.10): the bench's Yeast-14 hung. A subprocess, so a hang fails instead of blocking.
+    program = textwrap.dedent(
+        """
+        import jax, jax.numpy as jnp, autoscale_jax as asj
+        K = 14
+        tx = asj.methods.pcd(K)
+        params = {"w": jnp.zeros(30)}
+        grads = {"w": jax.random.normal(jax.random.PRNGKey(0), (K, 30))}
+        def body(state, i):
+            updates, state = tx.update(grads, state, params, task_losses=jnp.ones(K) + i)
+            return state, updates["w"]
+        _, out = jax.jit(lambda s: jax.lax.scan(body, s, jnp.arange(3.0)))(tx.init(params))
+        assert bool(jnp.all(jnp.isfinite(out))), out
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", program], timeout=240, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
