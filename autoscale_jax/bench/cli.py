@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="quick",
         help="smoke: CI budget (< 1 min); quick: MultiMNIST (< 10 min on 2 cores); "
         "discriminating: five benchmarks where weighting matters (about an hour); full: + "
-        "MultiFashion, Yeast-14, QM9 with its seven rows (about 1.5 h)",
+        "MultiFashion, Yeast-14, QM9 with its seven rows (about 45 min)",
     )
     bench.add_argument("--smoke", action="store_true", help="CI budget (same as --suite smoke)")
     bench.add_argument("--benchmarks", nargs="+", metavar="NAME", help="subset of benchmarks")
