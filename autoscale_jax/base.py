@@ -51,10 +51,15 @@ class GramianPath(NamedTuple):
         with ``observed`` a :class:`autoscale_jax.jacobian.ObservedGramian` and ``task_mask``
         the tasks present in the batch (partial labels) or ``None``.
       metric_mask: the leaves the transformation's Gramian sees (its ``metric_mask``).
+      prior_weights: optional ``state -> (known, w)``: when ``known`` (a bool array), the
+        step trains with ``w``, the weights ``weights`` would return, whatever this step's
+        Gramian is (AutoScale after its warm-start step). The update's VJP then does not wait
+        for the Gramian, and the two can run side by side.
     """
 
     weights: Callable[..., tuple[jax.Array, Any]]
     metric_mask: Any = None
+    prior_weights: Callable[[Any], tuple[jax.Array, jax.Array]] | None = None
 
 
 class MultiTaskTransformation(optax.GradientTransformationExtraArgs):
@@ -225,12 +230,21 @@ def _gramian_update(
             "with gradient_mode='stacked'."
         )
     losses = jnp.asarray(extra_args["task_losses"])
-    observed = task_gramian(gramian_path.metric_mask)
-    weights, state = gramian_path.weights(
-        state, observed, losses, extra_args.get("key"), extra_args.get("task_mask")
-    )
-    (combined,) = loss_vjp(weights.astype(losses.dtype))
-    return _like_params(combined, params), state
+
+    def measured_update(prior: jax.Array | None) -> tuple[Any, Any]:
+        # The Gramian is measured inside each branch: as an operand of the cond below, every
+        # branch would wait for it.
+        observed = task_gramian(gramian_path.metric_mask)
+        weights, next_state = gramian_path.weights(
+            state, observed, losses, extra_args.get("key"), extra_args.get("task_mask")
+        )
+        (combined,) = loss_vjp((weights if prior is None else prior).astype(losses.dtype))
+        return _like_params(combined, params), next_state
+
+    if gramian_path.prior_weights is None:
+        return measured_update(None)
+    known, prior = gramian_path.prior_weights(state)
+    return jax.lax.cond(known, lambda: measured_update(prior), lambda: measured_update(None))
 
 
 class _TaskGradientAnswer(Exception):  # a control-flow signal, not an error

@@ -249,7 +249,13 @@ def autoscale(
         needs_task_gradients=lambda state: state.step < estimation_steps,
         weights=fast_path_weights,
     )
-    gramian_path = base.GramianPath(weights_from_gramian, metric_mask)
+
+    def prior_weights(state: AutoScaleState) -> tuple[jax.Array, jax.Array]:
+        # Only the warm-start step trains with weights from its own Gramian.
+        known = (state.step > 0) if warm_start else jnp.ones((), bool)
+        return known, state.task_weights
+
+    gramian_path = base.GramianPath(weights_from_gramian, metric_mask, prior_weights)
     return base.multitask_transformation(init_fn, update_fn, fast_path, gramian_path)
 
 

@@ -149,6 +149,26 @@ def test_autoscale_sampled_window_means_equal_the_full_gramian():
         np.testing.assert_allclose(asj.task_weights(state), expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("warm_start", [True, False])
+def test_autoscale_prior_weights_are_the_weights_it_trains_with(warm_start):
+    # Where AutoScale declares its weights known before the Gramian, the Gramian path must
+    # return exactly them, through window ends, skipped (NaN) samples and the phase switch.
+    rng = np.random.default_rng(1)
+    tx = asj.autoscale(3, estimation_steps=7, window=3, warm_start=warm_start)
+    state, known_steps = tx.init(None), []
+    for i in range(10):
+        J = rng.normal(size=(3, 5)) * 10 ** rng.uniform(-1, 1, (3, 1))
+        G = jnp.asarray(J @ J.T if i != 4 else np.full((3, 3), np.nan), jnp.float32)
+        known, prior = tx.gramian_path.prior_weights(state)
+        weights, state = tx.gramian_path.weights(state, asj.ObservedGramian(G), jnp.ones(3))
+        if known:
+            known_steps.append(i)
+            np.testing.assert_array_equal(prior, weights)
+        else:  # warm start: step 0 trains with its own Gramian's weights
+            assert not np.allclose(prior, weights)
+    assert known_steps == list(range(1 if warm_start else 0, 10))
+
+
 def run(loss_fn, params, x, y, weighting_, steps, **kwargs):
     train = asj.multitask_train_step(loss_fn, weighting_, optax.adam(1e-2), **kwargs)
     step = jax.jit(train.step)
@@ -168,6 +188,7 @@ GRAMIAN_METHODS = {
     "autoscale gms": lambda: asj.autoscale(K, 4, window=2),
     "autoscale cond": lambda: asj.autoscale(K, 4, window=2, guide="cond"),
     "autoscale loss": lambda: asj.autoscale(K, 4, window=2, guide="loss"),
+    "autoscale no warm start": lambda: asj.autoscale(K, 4, window=2, warm_start=False),
 }
 
 
