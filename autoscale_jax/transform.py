@@ -13,13 +13,15 @@ has the extra task axis.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from autoscale_jax import base, checks, estimator, jacobian, metrics, weighting
+from autoscale_jax import _packing, base, checks, estimator, jacobian, metrics, weighting
+from autoscale_jax.metrics import TaskMetrics
 
 
 class AutoScaleState(NamedTuple):
@@ -28,16 +30,45 @@ class AutoScaleState(NamedTuple):
     Attributes:
       step: int32 steps taken; phase 1 while ``step < estimation_steps``.
       task_weights: [K] weights for the next step (fixed once phase 1 ends).
-      window_statistics: the estimator's window sums and the running aggregate of the window
-        weights: O(K²) numbers whatever ``estimation_steps`` is.
-      metrics: MTO metrics of the latest phase-1 step, at the weights it trained with (NaN
-        before the first finite sample); frozen in phase 2, which computes no Gramian.
+      phase_one_records: the estimator's window statistics and the latest metrics snapshot,
+        packed into one float32 and one int32 array (read them as the properties below): O(K²)
+        numbers whatever ``estimation_steps`` is. Phase 2 passes them through untouched, and
+        two arrays cost a jitted step less dispatch time than sixteen.
+
+    Properties:
+      window_statistics: the :class:`~autoscale_jax.estimator.WindowStatistics`: window sums
+        and the running aggregate of the window weights.
+      metrics: the :class:`~autoscale_jax.metrics.TaskMetrics` of the latest phase-1 step, at
+        the weights it trained with (NaN before the first finite sample); frozen in phase 2,
+        which computes no Gramian.
     """
 
     step: jax.Array
     task_weights: jax.Array
-    window_statistics: estimator.WindowStatistics
-    metrics: metrics.TaskMetrics
+    phase_one_records: tuple[jax.Array, ...]
+
+    @property
+    def window_statistics(self) -> estimator.WindowStatistics:
+        return _unpack_records(self)[0]
+
+    @property
+    def metrics(self) -> TaskMetrics:
+        return _unpack_records(self)[1]
+
+
+def _new_records(num_tasks: int) -> tuple:
+    return estimator.init_window_statistics(num_tasks), metrics.empty_task_metrics()
+
+
+@functools.cache
+def _records_like(num_tasks: int) -> Any:
+    return jax.eval_shape(functools.partial(_new_records, num_tasks))
+
+
+def _unpack_records(state: AutoScaleState) -> tuple[estimator.WindowStatistics, TaskMetrics]:
+    """The window statistics and metrics snapshot held packed in ``state``."""
+    num_tasks = jnp.shape(state.task_weights)[0]
+    return _packing.unpack(state.phase_one_records, _records_like(num_tasks))
 
 
 def autoscale(
@@ -133,8 +164,7 @@ def autoscale(
         return AutoScaleState(
             step=jnp.zeros((), jnp.int32),
             task_weights=jnp.ones((num_tasks,), jnp.float32),
-            window_statistics=estimator.init_window_statistics(num_tasks),
-            metrics=metrics.empty_task_metrics(),
+            phase_one_records=_packing.pack(_new_records(num_tasks)),
         )
 
     def estimate(G: jax.Array, losses: jax.Array, state: AutoScaleState, mask: Any) -> tuple:
@@ -149,7 +179,8 @@ def autoscale(
                 lambda: rule(observed_G, observed_losses),
                 lambda: weights,
             )
-        stats = estimator.accumulate(state.window_statistics, G, losses, task_mask, loss_mask)
+        stats, last_metrics = _unpack_records(state)
+        stats = estimator.accumulate(stats, G, losses, task_mask, loss_mask)
         last_step = state.step == estimation_steps - 1
         window_ends = ((state.step + 1) % window == 0) | last_step
 
@@ -173,11 +204,10 @@ def autoscale(
         snapshot = jax.lax.cond(
             finite,
             lambda: metrics.task_metrics(observed_G, observed_losses, weights),
-            lambda: state.metrics,
+            lambda: last_metrics,
         )
-        return weights, state._replace(
-            task_weights=next_weights, window_statistics=stats, metrics=snapshot
-        )
+        records = _packing.pack((stats, snapshot))
+        return weights, state._replace(task_weights=next_weights, phase_one_records=records)
 
     def advance(
         state: AutoScaleState,
