@@ -1,7 +1,8 @@
 """Scale benchmark: AutoScale's phase 1 in every gradient mode against equal weights (EW).
 
 Prints three markdown tables on one MLP (784-512-512, batch 256, one linear regression head per
-task), every step jitted and timed interleaved with EW in the same run (medians):
+task), every step jitted and timed interleaved with EW in the same run (each ratio is the
+median over rounds of a step's time / the EW step's time in the same round):
 
   (a) step time / EW step time for K = 2, 4, 10, 40, 64: phase 1 in every gradient mode
       (stacked, gramian, representation, last_layer, sampled), MGDA's stacked step, and phase 2
@@ -133,8 +134,9 @@ def _temp_mib(jitted: Callable, *args: Any, **kwargs: Any) -> tuple[float, float
     return m.temp_size_in_bytes / 2**20, (peak - m.alias_size_in_bytes) / 2**20
 
 
-def median_seconds(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Interleaved medians, so drifts in machine load hit every candidate alike."""
+def interleaved_samples(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list]:
+    """Seconds per call, ``repeats`` rounds in which every candidate runs once, one after
+    another, so drifts in machine load hit every candidate of a round alike."""
     for run in runs.values():
         jax.block_until_ready(run())
     samples: dict[str, list[float]] = {name: [] for name in runs}
@@ -143,7 +145,16 @@ def median_seconds(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str
             start = time.perf_counter()
             jax.block_until_ready(run())
             samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
+
+
+def paired_ratios(samples: dict[str, list], reference: str) -> dict[str, float]:
+    """Median over rounds of each candidate's time / the reference's time in the same round."""
+    base = samples[reference]
+    return {
+        name: statistics.median(t / b for t, b in zip(times, base, strict=True))
+        for name, times in samples.items()
+    }
 
 
 def whole_run(num_tasks: int, total_steps: int, phase_share: float, mode: str) -> Callable:
@@ -200,7 +211,8 @@ def _copies(*trees: Any) -> tuple:
 
 
 def donated_phase_two(num_tasks: int, repeats: int) -> float:
-    """Median of ``one_gradient_step`` / EW step, both donating and fed their own outputs."""
+    """Median over rounds of ``one_gradient_step`` / EW step, both donating and fed their own
+    outputs."""
     params, x, y, at_output, _ = mlp_problem(num_tasks)
     key, optimizer = jax.random.PRNGKey(0), optax.adam(1e-3)
     ew = asj.linear_scalarization_step(at_output, jnp.ones(num_tasks), optimizer)
@@ -224,7 +236,7 @@ def donated_phase_two(num_tasks: int, repeats: int) -> float:
             live[name] = (p, s)
             if repeat >= 3:
                 samples[name].append(time.perf_counter() - start)
-    return statistics.median(samples["fast"]) / statistics.median(samples["ew"])
+    return paired_ratios(samples, "ew")["fast"]
 
 
 def mode_weights(num_tasks: int, steps: int, guide: str) -> dict[str, Any]:
@@ -289,13 +301,13 @@ def main() -> None:
     args = parser.parse_args()
     device = jax.devices()[0]
     print(f"device={device.platform} ({device.device_kind}); MLP 784-512-512, batch 256")
-    ratios, memory, absolute = {}, {}, {}
+    ratios, memory, step_ratios = {}, {}, {}
     for k in args.tasks if args.repeats else ():
         runs, memory[k] = compiled_steps(k)
-        times = median_seconds(runs, args.repeats)
-        absolute[k] = times
-        ratios[k] = {label: t / times["EW (plain optax)"] for label, t in times.items()}
-        ratios[k]["EW (plain optax)"] = times["EW (plain optax)"] * 1e3
+        samples = interleaved_samples(runs, args.repeats)
+        step_ratios[k] = paired_ratios(samples, "EW (plain optax)")
+        ew_ms = statistics.median(samples["EW (plain optax)"]) * 1e3
+        ratios[k] = {**step_ratios[k], "EW (plain optax)": ew_ms}
         print(f"  K={k} done (sampled mode: m={num_sampled(k)})", flush=True)
     if args.repeats:
         table("(a) step time / EW step time (EW row: ms)", ratios, ".2f", "EW (plain optax), ms")
@@ -316,9 +328,9 @@ def main() -> None:
             w = mode_weights(k, args.weights_steps, guide)
             cells = [f"{float(jnp.max(jnp.abs(w[m] / w['stacked'] - 1))):.1e}" for m in MODES[1:]]
             print(f"| {guide} | " + " | ".join(cells) + " |")
-    if args.run_steps and args.run_tasks in absolute:
+    if args.run_steps and args.run_tasks in step_ratios:
         k, n, share = args.run_tasks, args.run_steps, 0.05
-        times = absolute[k]
+        times = step_ratios[k]
         print(f"\n(c) whole AutoScale run x EW, K={k}, {n} steps, phase 1 = {share:.0%}")
         print("| phase-1 mode | measured run / EW run (median) | predicted from (a) |")
         print("|---|---:|---:|")
@@ -333,7 +345,7 @@ def main() -> None:
             predicted = (
                 share * times[f"phase 1, {mode}"]
                 + (1 - share) * times["phase 2, one_gradient_step"]
-            ) / times["EW (plain optax)"]
+            )
             print(f"| {mode} | {measured:.3f} | {predicted:.3f} |")
     if args.donated_repeats:
         print("\n(d) phase 2, parameters and state donated: one_gradient_step / EW step (median)")
