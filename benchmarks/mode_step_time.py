@@ -2,7 +2,8 @@
 
 Prints three markdown tables on one MLP (784-512-512, batch 256, one linear regression head per
 task), every step jitted and timed interleaved with EW in the same run (each ratio is the
-median over rounds of a step's time / the EW step's time in the same round):
+median over rounds of a step's time / the EW step's time in the same round; each round runs
+the steps in a new random order, each in a short burst whose first call is not timed):
 
   (a) step time / EW step time for K = 2, 4, 10, 40, 64: phase 1 in every gradient mode
       (stacked, gramian, representation, last_layer, sampled), MGDA's stacked step, and phase 2
@@ -26,6 +27,7 @@ Runs unchanged on CPU or GPU. Usage:
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -134,17 +136,25 @@ def _temp_mib(jitted: Callable, *args: Any, **kwargs: Any) -> tuple[float, float
     return m.temp_size_in_bytes / 2**20, (peak - m.alias_size_in_bytes) / 2**20
 
 
-def interleaved_samples(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list]:
-    """Seconds per call, ``repeats`` rounds in which every candidate runs once, one after
-    another, so drifts in machine load hit every candidate of a round alike."""
+def interleaved_samples(
+    runs: dict[str, Callable[[], Any]], repeats: int, burst: int = 3
+) -> dict[str, list]:
+    """Seconds per call over ``repeats`` rounds, so that drifts in machine load hit every
+    candidate of a round alike. Each round runs the candidates in a new random order, each in a
+    burst of ``burst`` calls: the first warms the caches after the previous candidate (a
+    training loop calls one step over and over), the mean of the others is the sample."""
     for run in runs.values():
         jax.block_until_ready(run())
     samples: dict[str, list[float]] = {name: [] for name in runs}
+    order, shuffle = list(runs), random.Random(0).shuffle
     for _ in range(repeats):
-        for name, run in runs.items():
+        shuffle(order)
+        for name in order:
+            jax.block_until_ready(runs[name]())
             start = time.perf_counter()
-            jax.block_until_ready(run())
-            samples[name].append(time.perf_counter() - start)
+            for _ in range(burst - 1):
+                jax.block_until_ready(runs[name]())
+            samples[name].append((time.perf_counter() - start) / (burst - 1))
     return samples
 
 
