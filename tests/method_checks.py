@@ -16,6 +16,11 @@ from conftest import as_task_grads, random_jacobian
 import autoscale_jax as asj
 
 
+def gramian32(J: np.ndarray) -> jax.Array:
+    """The float32 Gramian of ``J``, computed in float64."""
+    return jnp.asarray(np.asarray(J, np.float64) @ np.asarray(J, np.float64).T, jnp.float32)
+
+
 def make_problem(num_tasks=3, seed=0, num_samples=32, dim=5, hidden=8):
     """A shared trunk with one head per task; positive MSE losses of very different scales."""
     keys = jax.random.split(jax.random.PRNGKey(seed), 5)

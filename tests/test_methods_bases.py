@@ -103,16 +103,3 @@ def test_update_every_reuses_weights_and_offers_a_fast_path():
     at_solve, _ = tx.update({"w": jnp.ones(2)}, tx.init(None), presummed=True)
     np.testing.assert_array_equal(between["w"], [1.0, 1.0])
     assert np.all(np.isnan(at_solve["w"]))
-
-
-def test_loss_weighting_keeps_previous_weights_when_the_step_is_not_finite():
-    def step(state, losses, key):
-        return 1.0 / losses, state
-
-    tx = _bases.loss_weighting(2, "test", lambda: asj.FixedWeightsState(jnp.ones(2)), step)
-    grads = {"w": jnp.eye(2)}
-    update, state = tx.update(grads, tx.init(None), task_losses=jnp.array([2.0, 4.0]))
-    np.testing.assert_allclose(update["w"], [0.5, 0.25])
-    update, state = tx.update(grads, state, task_losses=jnp.array([0.0, 4.0]))  # 1/0 = inf
-    np.testing.assert_allclose(state.task_weights, [0.5, 0.25])
-    np.testing.assert_allclose(update["w"], [0.5, 0.25])

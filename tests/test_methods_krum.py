@@ -2,10 +2,10 @@
 documented example, outliers never selected, ties to the lowest index."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import as_task_grads, random_jacobian
+from method_checks import gramian32
 from test_methods_solvers import (
     assert_compiles_once_and_flags_nan,
     assert_permutes_with_tasks,
@@ -39,10 +39,6 @@ def reference_selection(J: np.ndarray, n_byzantine: int, n_selected: int, square
     scores = reference_scores(J, n_byzantine, squared)
     totals = reference_distances(J, squared).sum(axis=1)
     return np.array(sorted(range(len(J)), key=lambda i: (scores[i], totals[i], i))[:n_selected])
-
-
-def gramian32(J: np.ndarray) -> jax.Array:
-    return jnp.asarray(np.asarray(J, np.float64) @ np.asarray(J, np.float64).T, jnp.float32)
 
 
 def test_torchjd_documented_example():

@@ -8,8 +8,8 @@ combination of the task gradients and the fast path:
   draw a random order each step (PCGrad, GradVac: ``needs_key=True``). Every method of this
   family accepts ``metric_mask`` (which leaves the Gramian sees) and ``heads`` (whether the
   task heads get the weighted or their own plain gradient).
-- :func:`loss_weighting`: weights from the losses and the method's own state (UW, DWA, RLW,
-  FAMO, ...): never needs per-task gradients, so its fast path is one backward pass.
+- :func:`~autoscale_jax.methods._loss_weighting.loss_weighting` (its own module): weights
+  from the losses and the method's own state (UW, DWA, RLW, FAMO, ...).
 - :func:`stacked_gradient_method`: the general form, for methods that act on the stacked
   gradients element by element (GradDrop, TrimmedMean) or keep gradient-sized memory.
 
@@ -353,73 +353,4 @@ def gramian_method(
         presummed_update=presummed_update if fast_path is not None else None,
         fast_path=fast_path,
         gramian_path=gramian_path,
-    )
-
-
-# step(state, losses, key) -> (weights, next state); losses float32 [K], key checked or None
-LossStep = Callable[[Any, jax.Array, Any], tuple[jax.Array, Any]]
-
-
-def loss_weighting(
-    num_tasks: int,
-    name: str,
-    init_state: Callable[[], Any],
-    step: LossStep,
-    *,
-    needs_key: bool = False,
-    losses_required: bool = True,
-) -> base.MultiTaskTransformation:
-    """A method whose weights come from the losses and its own state, never from gradients.
-
-    ``step(state, losses, key) -> (weights, next_state)`` runs once per update; the update is
-    ``Σ_k w_k g_k``. Its fast path calls the same ``step`` for the weights, so
-    :func:`autoscale_jax.train.multitask_train_step` computes ``∇ Σ_k w_k L_k`` with one
-    backward pass and the two paths agree exactly. Non-finite weights are never stored: the
-    previous weights are applied and kept (non-finite gradients still reach the update).
-
-    Args:
-      num_tasks: K >= 2.
-      name: the registry name, for error messages.
-      init_state: ``() -> state``, a NamedTuple with a ``task_weights`` field.
-      step: the rule (see above); ``losses`` is None when they are optional and absent.
-      needs_key: whether ``update`` requires ``key=``.
-      losses_required: whether ``update`` requires ``task_losses=``.
-
-    Returns:
-      A :class:`~autoscale_jax.base.MultiTaskTransformation` with a fast path that never
-      needs task gradients.
-    """
-    num_tasks = checks.check_num_tasks(num_tasks)
-
-    def finite_step(state: Any, losses: Any, key: Any) -> tuple[jax.Array, Any]:
-        if needs_key:
-            key = require_key(key, name)
-        if losses_required:
-            losses = checks.check_task_losses(losses, num_tasks)
-        if losses is not None:
-            losses = metrics.at_least_float32(jnp.asarray(losses))
-        weights, next_state = step(state, losses, key)
-        weights = keep_if_finite(weights, state.task_weights, all_finite(weights))
-        return weights, next_state._replace(task_weights=weights)
-
-    def aggregate(task_grads: Any, state: Any, losses: Any, key: Any, extra: dict) -> tuple:
-        del extra
-        weights, next_state = finite_step(state, losses, key)
-        return base.weighted_sum(task_grads, weights), next_state
-
-    def presummed_update(combined: Any, state: Any, losses: Any, key: Any) -> tuple:
-        # The fast path already computed ∇ Σ_k w_k L_k with these same weights.
-        return combined, finite_step(state, losses, key)[1]
-
-    return stacked_gradient_method(
-        num_tasks,
-        name,
-        lambda params: init_state(),
-        aggregate,
-        needs_key=needs_key,
-        losses_required=losses_required,
-        presummed_update=presummed_update,
-        fast_path=base.loss_space_fast_path(
-            lambda state, task_losses, key: finite_step(state, task_losses, key)[0]
-        ),
     )

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from autoscale_jax import base, checks
-from autoscale_jax.methods import _bases
+from autoscale_jax.methods._loss_weighting import loss_weighting
 
 # Below this loss norm the cosine is undefined; its term is dropped (w = r).
 LOSS_NORM_EPS = 1e-12
@@ -152,6 +152,4 @@ def cosmos(
         weights = cosmos_weights(losses, r, mu)
         return weights, CosmosState(task_weights=weights, preference=r)
 
-    return _bases.loss_weighting(
-        num_tasks, "cosmos", init_state, step, needs_key=sample_preferences
-    )
+    return loss_weighting(num_tasks, "cosmos", init_state, step, needs_key=sample_preferences)

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, checks
-from autoscale_jax.methods import _bases
+from autoscale_jax.methods._loss_weighting import loss_weighting
 from autoscale_jax.methods._scale_parameters import check_positive
 
 # Floor of the older loss in the ratio L(t-1) / L(t-2), so a zero loss gives a finite ratio.
@@ -130,4 +130,4 @@ def dynamic_weight_average(
         weights = jnp.where(state.epochs_completed >= 2, ratio_weights, 1.0)
         return weights, record(state, losses)
 
-    return _bases.loss_weighting(num_tasks, "dwa", init_state, step)
+    return loss_weighting(num_tasks, "dwa", init_state, step)

@@ -11,6 +11,7 @@ import jax
 from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _solvers as solvers
+from autoscale_jax.methods._power_balance import power_balance
 
 
 def fairgrad(
@@ -33,7 +34,7 @@ def fairgrad(
     ``(Gw)_k = w_k^{-1/α}``. ``α = 0`` would be linear scalarization (excluded: the condition
     degenerates), ``α = 1`` proportional fairness (identical to Nash-MTL), ``α → ∞`` max-min
     fairness. The system is solved in pure JAX by damped Newton on an equivalent strictly
-    convex problem (:func:`~autoscale_jax.methods._solvers.power_balance` with ``p = 1/α``),
+    convex problem (:func:`~autoscale_jax.methods._power_balance.power_balance` with ``p = 1/α``),
     instead of the official code's ``scipy.optimize.least_squares``.
 
     Only ``α = 1`` is invariant to rescaling a task's gradient; otherwise the balance depends on
@@ -73,7 +74,7 @@ def fairgrad(
 
     def solve(G: jax.Array, losses: jax.Array | None) -> solvers.SolverResult:
         del losses
-        return solvers.power_balance(
+        return power_balance(
             G, power, reg_eps=reg_eps, max_iterations=max_iterations, tolerance=tolerance
         )
 

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, checks, metrics
-from autoscale_jax.methods import _bases
+from autoscale_jax.methods._loss_weighting import loss_weighting
 from autoscale_jax.methods._scale_parameters import descend, scale_optimizer
 from autoscale_jax.methods.scale_invariant import LOG_LOSS_EPS, log_loss_weights
 
@@ -152,4 +152,4 @@ def famo(
             has_previous=state.has_previous | finite,
         )
 
-    return _bases.loss_weighting(num_tasks, "famo", init_state, step)
+    return loss_weighting(num_tasks, "famo", init_state, step)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, checks, metrics
-from autoscale_jax.methods import _bases
+from autoscale_jax.methods._loss_weighting import loss_weighting
 from autoscale_jax.methods._scale_parameters import check_positive
 from autoscale_jax.methods.scale_invariant import LOG_LOSS_EPS
 
@@ -93,4 +93,4 @@ def geometric_mean(num_tasks: int, *, eps: float = LOG_LOSS_EPS) -> base.MultiTa
         del key
         return geometric_mean_weights(losses, eps), state
 
-    return _bases.loss_weighting(num_tasks, "geometric_mean", init_state, step)
+    return loss_weighting(num_tasks, "geometric_mean", init_state, step)

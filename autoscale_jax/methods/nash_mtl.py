@@ -11,6 +11,7 @@ import jax
 from autoscale_jax import base, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _solvers as solvers
+from autoscale_jax.methods._power_balance import power_balance
 
 
 def nash_mtl(
@@ -33,9 +34,9 @@ def nash_mtl(
     so every task gets ``<g_k, d> = 1/α_k > 0`` and ``||d||² = αᵀGα = K``. The paper solves it
     by a sequence of convex programs (cvxpy); here it is solved in pure JAX by damped Newton on
     the equivalent strictly convex problem ``min_β ½ βᵀCβ - Σ_k log β_k`` on the cosine matrix
-    ``C`` (:func:`~autoscale_jax.methods._solvers.power_balance` with ``p = 1``), so the update
-    is exactly invariant to a positive rescaling of any task's gradient (``α_k`` scales by the
-    inverse factor). A ridge ``reg_eps · I`` on ``C`` keeps the problem solvable when 0 is in
+    ``C`` (:func:`~autoscale_jax.methods._power_balance.power_balance` with ``p = 1``), so the
+    update is exactly invariant to a positive rescaling of any task's gradient (``α_k`` scales
+    by the inverse factor). A ridge ``reg_eps · I`` on ``C`` keeps the problem solvable when 0 is in
     the convex hull of the gradients (e.g. exactly opposite gradients), where the exact
     weights would be unbounded.
 
@@ -83,7 +84,7 @@ def nash_mtl(
 
     def solve(G: jax.Array, losses: jax.Array | None) -> solvers.SolverResult:
         del losses
-        return solvers.power_balance(
+        return power_balance(
             G, 1.0, reg_eps=reg_eps, max_iterations=max_iterations, tolerance=tolerance
         )
 

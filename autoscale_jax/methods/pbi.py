@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from autoscale_jax import base, checks
-from autoscale_jax.methods import _bases
+from autoscale_jax.methods._loss_weighting import loss_weighting
 from autoscale_jax.methods.cosmos import check_preference
 
 # Points closer to the preference ray than this fraction of ||L - z*|| count as on it (float
@@ -142,4 +142,4 @@ def pbi(
         weights = pbi_weights(losses, r, ideal, theta)
         return weights, PBIState(task_weights=weights, ideal_point=ideal, has_ideal=has_ideal)
 
-    return _bases.loss_weighting(num_tasks, "pbi", init_state, step)
+    return loss_weighting(num_tasks, "pbi", init_state, step)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, checks
-from autoscale_jax.methods import _bases
+from autoscale_jax.methods._loss_weighting import loss_weighting
 
 DISTRIBUTIONS = ("normal", "dirichlet")
 
@@ -94,6 +94,4 @@ def random_loss_weighting(
         weights = total * random_simplex_weights(step_key, num_tasks, distribution)
         return weights, state._replace(step=state.step + 1)
 
-    return _bases.loss_weighting(
-        num_tasks, "rlw", init_state, step, needs_key=True, losses_required=False
-    )
+    return loss_weighting(num_tasks, "rlw", init_state, step, needs_key=True, losses_required=False)

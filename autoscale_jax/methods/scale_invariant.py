@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, metrics
-from autoscale_jax.methods import _bases
+from autoscale_jax.methods._loss_weighting import loss_weighting
 
 # Default floor on a loss before it is inverted: the ε of ``log(L + ε)`` in LibMTL / FAMO.
 LOG_LOSS_EPS = 1e-8
@@ -71,4 +71,4 @@ def scale_invariant(num_tasks: int, *, eps: float = LOG_LOSS_EPS) -> base.MultiT
         del key
         return log_loss_weights(losses, eps), state
 
-    return _bases.loss_weighting(num_tasks, "scale_invariant", init_state, step)
+    return loss_weighting(num_tasks, "scale_invariant", init_state, step)

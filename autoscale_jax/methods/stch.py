@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from autoscale_jax import base, checks, metrics
-from autoscale_jax.methods import _bases
+from autoscale_jax.methods._loss_weighting import loss_weighting
 from autoscale_jax.methods._scale_parameters import check_positive
 from autoscale_jax.methods.scale_invariant import LOG_LOSS_EPS, log_loss_weights
 
@@ -196,4 +196,4 @@ def stch(
         nadir = jnp.where(record, mean, state.nadir)  # the first record replaces the ones
         return weights, state._replace(nadir=nadir.astype(jnp.float32), warmup_count=count)
 
-    return _bases.loss_weighting(num_tasks, "stch", init_state, step)
+    return loss_weighting(num_tasks, "stch", init_state, step)

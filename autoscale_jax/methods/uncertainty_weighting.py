@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base
-from autoscale_jax.methods import _bases
+from autoscale_jax.methods._loss_weighting import loss_weighting
 from autoscale_jax.methods._scale_parameters import descend, scale_optimizer
 
 
@@ -72,7 +72,7 @@ def learned_log_scale_weighting(
         )
         return weights, LearnedScaleState(weights, log_scales, optimizer_state)
 
-    return _bases.loss_weighting(num_tasks, name, init_state, step)
+    return loss_weighting(num_tasks, name, init_state, step)
 
 
 def uncertainty_weighting(
