@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
+from collections.abc import Iterator
 
 import pytest
 
@@ -97,6 +98,20 @@ def _tiny_benchmark():
             )
         )
     return _BENCH[0]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs() -> Iterator[None]:
+    """Frees each module's compiled programs when the module ends.
+
+    Why: XLA:CPU maps a few memory regions per compiled executable and JAX's caches keep every
+    executable alive. Over the whole suite in one process that passed Linux's default limit of
+    65530 mappings per process (``vm.max_map_count``), and the next compilation segfaulted.
+    """
+    yield
+    import jax
+
+    jax.clear_caches()
 
 
 @pytest.fixture(autouse=True)
