@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from test_train import regression_problem
+from problems import regression_problem
 
 import autoscale_jax as asj
 
