@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -73,10 +73,33 @@ def _namespace() -> dict:
 
 
 _BENCH: list = []
-# Examples that load an optional data set (the ``data`` extra), as the dataset tests do.
-_OPTIONAL_DATA = {
-    "autoscale_jax.bench.datasets._yeast.yeast": "river",
-    "autoscale_jax.bench.datasets._qm9.qm9": "qm9pack",
+
+
+# Examples that load an optional data set, as the dataset tests do: what each needs, whether it
+# is there, and how to install it. A fresh machine has none of them, so those examples skip.
+def _has_module(name: str) -> Callable[[], bool]:
+    return lambda: importlib.util.find_spec(name) is not None
+
+
+def _has_fashion_mnist() -> bool:
+    from autoscale_jax.bench.datasets import FASHION_MNIST_DIR
+
+    return pathlib.Path(FASHION_MNIST_DIR).is_dir()
+
+
+_OPTIONAL_DATA: dict[str, tuple[Callable[[], bool], str]] = {
+    "autoscale_jax.bench.datasets._yeast.yeast": (
+        _has_module("river"),
+        "river (pip install 'autoscale-jax[data]')",
+    ),
+    "autoscale_jax.bench.datasets._qm9.qm9": (
+        _has_module("qm9pack"),
+        "qm9pack (pip install 'autoscale-jax[data]')",
+    ),
+    "autoscale_jax.bench.datasets._multi_fashion.multi_fashion": (
+        _has_fashion_mnist,
+        "Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)",
+    ),
 }
 
 
@@ -134,9 +157,10 @@ def _doctest_namespace(request: pytest.FixtureRequest) -> None:
     """
     if not isinstance(request.node, pytest.DoctestItem):
         return
-    needed = _OPTIONAL_DATA.get(request.node.name)
-    if needed is not None and importlib.util.find_spec(needed) is None:
-        pytest.skip(f"{request.node.name} needs {needed} (pip install 'autoscale-jax[data]')")
+    if request.node.name in _OPTIONAL_DATA:
+        available, needed = _OPTIONAL_DATA[request.node.name]
+        if not available():
+            pytest.skip(f"{request.node.name} needs {needed}")
     namespace = request.getfixturevalue("doctest_namespace")
     namespace.update(_namespace())
     if (_ROOT / "autoscale_jax" / "bench") in pathlib.Path(str(request.node.path)).parents:
