@@ -20,17 +20,24 @@ adds MultiFashion, Yeast-14 (labelled "does-no-harm, not discriminating") and QM
 message-passing net; skipped with a message when ``qm9pack`` is absent). ``--smoke`` is the CI
 budget: tens of steps, one seed, three methods.
 
-Outputs in ``--out``: ``results.json`` (every run, every trace), ``results.md`` (one table per
-benchmark: per-task test metrics, Δm% in both conventions, mean rank, cost relative to EW,
-findings), PNG plots per benchmark (weights over training, MTO metrics over training, Δm vs
-cost and, for two tasks, Δm vs the weight ratio w2/w1) and ``runs/<benchmark>/`` with one JSON
-file per finished run. ``--resume`` loads the runs found there instead of training them again,
-so an interrupted suite loses nothing. ``study`` writes ``study.json``, ``study.md`` and
-``study.png``.
+Outputs in ``--out`` (default ``bench-out/<suite>/``: one folder per suite, so ``bench --suite
+smoke`` never replaces the quick suite's files): ``results.json`` (every run, every trace),
+``results.md`` (one table per benchmark: per-task test metrics, Δm% in both conventions, mean
+rank, cost relative to EW, findings), PNG plots per benchmark (weights over training, MTO
+metrics over training, Δm vs cost and, for two tasks, Δm vs the weight ratio w2/w1) and
+``runs/<benchmark>/`` with one JSON file per finished run. ``--resume`` loads the runs found
+there instead of training them again (a stale run file, or one that fails its schema or digest
+check, is trained again; see :mod:`.run_store`) and says how many it loaded and trained.
+``study`` writes ``study.json``, ``study.md`` and ``study.png`` (default ``bench-out/study/``).
 
-The pieces live in their own modules: :mod:`.suites` (what a suite runs),
-:mod:`.experiment` (running one benchmark), :mod:`.report` (markdown), :mod:`.plots`,
-:mod:`.run_store` (the run files) and :mod:`.serialization` (JSON).
+Nothing fails silently: an invalid option, or a file that cannot be written (a full disk, a
+folder where a run file goes), ends the invocation with one line on stderr and exit status 1;
+Ctrl-C writes ``results.json`` / ``results.md`` for the benchmarks already finished, prints how
+many runs are saved and the exact command that resumes, and exits with status 130.
+
+The pieces live in their own modules: :mod:`.cli_args` (options and their checks),
+:mod:`.suites` (what a suite runs), :mod:`.experiment` (running one benchmark), :mod:`.report`
+(markdown), :mod:`.plots`, :mod:`.run_store` (the run files) and :mod:`.serialization` (JSON).
 """
 
 from __future__ import annotations
@@ -39,7 +46,6 @@ import argparse
 import contextlib
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 
@@ -48,17 +54,18 @@ from tqdm.auto import tqdm
 
 from autoscale_jax.bench import plots
 from autoscale_jax.bench.benchmark import load_benchmark
+from autoscale_jax.bench.cli_args import build_parser, invalid_arguments, resume_command
 from autoscale_jax.bench.experiment import BenchmarkReport, run_benchmark
 from autoscale_jax.bench.grid import ls_weight_grid
 from autoscale_jax.bench.method_config import MethodConfig, default_methods
 from autoscale_jax.bench.report import results_markdown, study_markdown
-from autoscale_jax.bench.run_store import RunStore
+from autoscale_jax.bench.run_store import RunStore, RunStoreError
 from autoscale_jax.bench.seeds import ProgressFn
 from autoscale_jax.bench.serialization import write_json
 from autoscale_jax.bench.study import weight_study
 from autoscale_jax.bench.suites import ALWAYS_RUN, SUITES, BenchmarkSpec, Suite
 
-__all__ = ["build_parser", "main"]
+__all__ = ["bench_command", "build_parser", "main", "study_command"]
 
 
 @contextlib.contextmanager
@@ -73,16 +80,24 @@ def _progress_bar(total: int, description: str) -> Iterator[ProgressFn]:
         yield progress
 
 
+def _stderr_line(line: str) -> None:
+    """One line on stderr that does not break a progress bar."""
+    tqdm.write(line, file=sys.stderr)
+
+
 def _select_methods(
-    configs: list[MethodConfig], wanted: Sequence[str] | None
+    configs: list[MethodConfig], wanted: Sequence[str] | None, benchmark: str
 ) -> tuple[list[MethodConfig], bool]:
-    """Keeps the wanted labels (EW always); returns ``(configs, run the LS grid?)``."""
-    known = [c.label for c in configs] + ["ls_grid"]
+    """Keeps the wanted labels (EW always); returns ``(configs, run the LS grid?)``.
+
+    A wanted label that is not defined for this benchmark's number of tasks (the robust
+    aggregators on two tasks) is left out with one line on stderr.
+    """
     if wanted is None:
         return configs, True
-    unknown = sorted(set(wanted) - set(known))
-    if unknown:
-        raise SystemExit(f"unknown method(s) {unknown}; choose from {known}")
+    absent = sorted(set(wanted) - {c.label for c in configs} - {"ls_grid"})
+    if absent:
+        _stderr_line(f"[autoscale-jax] {benchmark}: {absent} not defined for its tasks; left out")
     keep = set(wanted) | set(ALWAYS_RUN)
     return [c for c in configs if c.label in keep], "ls_grid" in keep
 
@@ -120,6 +135,7 @@ def _run_spec(
     configs, with_grid = _select_methods(
         default_methods(bench.num_tasks, steps, heads=args.heads),
         args.methods or spec.methods or suite.methods,
+        spec.name,
     )
     grid = (
         ls_weight_grid(bench.num_tasks, grid_size, max_ratio=spec.grid_max_ratio)
@@ -147,49 +163,67 @@ def _benchmark_specs(suite: Suite, names: Sequence[str] | None) -> list[Benchmar
     """The suite's benchmarks, or the named ones (from the full suite when not in this one)."""
     specs = [s for s in suite.benchmarks if not names or s.name in names]
     if names:
-        others = {}
-        for other in (SUITES["full"], SUITES["discriminating"]):
-            others.update({s.name: s for s in other.benchmarks if s.name not in others})
         missing = [n for n in names if n not in {s.name for s in specs}]
-        if any(n not in others for n in missing):
-            raise SystemExit(f"unknown benchmark(s) {missing}; choose from {sorted(others)}")
-        specs += [others[n] for n in missing]
+        specs += [_any_spec(n) for n in missing]  # names are checked by invalid_arguments
     return specs
+
+
+def _any_spec(name: str) -> BenchmarkSpec:
+    """The benchmark ``name`` as the full suite runs it (else the discriminating one)."""
+    for suite in (SUITES["full"], SUITES["discriminating"], *SUITES.values()):
+        for spec in suite.benchmarks:
+            if spec.name == name:
+                return spec
+    raise KeyError(name)
 
 
 def bench_command(args: argparse.Namespace) -> int:
     """Runs a suite and writes results.json, results.md, the plots and one file per run.
 
+    On Ctrl-C (``KeyboardInterrupt``) the benchmarks already finished are still written, the
+    interrupted one is listed as skipped, and two lines on stderr say how many runs are saved
+    and the command that resumes.
+
     Args:
       args: the parsed ``bench`` options.
 
     Returns:
-      The exit status (0).
+      The exit status: 0, or 130 when interrupted.
     """
     suite = SUITES["smoke" if args.smoke else args.suite]
     specs = _benchmark_specs(suite, args.benchmarks)
-    os.makedirs(args.out, exist_ok=True)
-    store = RunStore(os.path.join(args.out, "runs"), resume=args.resume)
+    store = RunStore(os.path.join(args.out, "runs"), resume=args.resume, report=_stderr_line)
     start = time.perf_counter()
     reports, skipped, images = [], {}, {}
-    for spec in specs:
-        outcome = _run_spec(spec, suite, args, store)
-        if isinstance(outcome, str):
-            print(f"[autoscale-jax] skipping {spec.name}: {outcome}", file=sys.stderr)
-            skipped[spec.name] = outcome
-            continue
-        reports.append(outcome)
-        if not args.no_plots:
-            images[spec.name] = _plot_report(outcome, args.out)
+    interrupted, current = None, ""
+    try:
+        for spec in specs:
+            current = spec.name
+            outcome = _run_spec(spec, suite, args, store)
+            if isinstance(outcome, str):
+                _stderr_line(f"[autoscale-jax] skipping {spec.name}: {outcome}")
+                skipped[spec.name] = outcome
+                continue
+            reports.append(outcome)
+            if not args.no_plots:
+                images[spec.name] = _plot_report(outcome, args.out)
+    except KeyboardInterrupt:
+        interrupted = current
+        skipped[current] = (
+            f"interrupted; its finished runs are saved in {store.folder}, "
+            f"resume with: {resume_command(args.argv)}"
+        )
     wall = time.perf_counter() - start
     payload = {
         "suite": suite.name,
-        "argv": sys.argv[1:],
+        "argv": args.argv,
         "wall_time_s": wall,
         "jax_version": jax.__version__,
         "cpu_count": os.cpu_count(),
         "benchmarks": reports,
         "skipped": skipped,
+        "interrupted": interrupted,
+        "run_files": dict(store.tally),
     }
     write_json(os.path.join(args.out, "results.json"), payload)
     markdown = results_markdown(
@@ -197,9 +231,31 @@ def bench_command(args: argparse.Namespace) -> int:
     )
     with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as handle:
         handle.write(markdown)
+    if interrupted is not None:
+        saved = store.tally["loaded"] + store.tally["saved"]
+        _stderr_line(
+            f"[autoscale-jax] interrupted during {interrupted}: {saved} runs are saved in "
+            f"{store.folder} ({store.tally['saved']} trained now); results.md holds the "
+            f"{len(reports)} finished benchmark(s)."
+        )
+        _stderr_line(f"[autoscale-jax] resume with: {resume_command(args.argv)}")
+        return 130
     print(markdown)
-    print(f"[autoscale-jax] wrote {args.out}/results.json, results.md and plots", file=sys.stderr)
+    _stderr_line(_store_summary(store))
+    _stderr_line(f"[autoscale-jax] wrote {args.out}/results.json, results.md and plots")
     return 0
+
+
+def _store_summary(store: RunStore) -> str:
+    """One line: how many runs were loaded, trained, and why those with a file were not used."""
+    tally = store.tally
+    if not store.resume:
+        return f"[autoscale-jax] trained {tally['saved']} runs, saved in {store.folder}"
+    return (
+        f"[autoscale-jax] --resume: loaded {tally['loaded']} runs from {store.folder}, trained "
+        f"{tally['saved']} ({tally['missing']} missing, {tally['stale']} stale: another bench "
+        f"version, setup or budget; {tally['invalid']} invalid, reported above)"
+    )
 
 
 def study_command(args: argparse.Namespace) -> int:
@@ -209,27 +265,28 @@ def study_command(args: argparse.Namespace) -> int:
       args: the parsed ``study`` options.
 
     Returns:
-      The exit status (0).
+      The exit status: 0, or 130 when interrupted (the study saves no runs).
     """
-    spec = next((s for s in SUITES["full"].benchmarks if s.name == args.benchmark), None)
-    if spec is None:
-        raise SystemExit(f"unknown benchmark {args.benchmark!r}")
+    spec = _any_spec(args.benchmark)
     bench = load_benchmark(
         spec.name, dataset_options=spec.dataset_options, model_options=spec.model_options
     )
     steps = args.steps or spec.steps
-    os.makedirs(args.out, exist_ok=True)
-    with _progress_bar(args.grid + bench.num_tasks, "study") as progress:
-        study = weight_study(
-            bench,
-            grid_size=args.grid,
-            steps=steps,
-            batch_size=spec.batch_size,
-            seed=args.seed,
-            eval_every=min(spec.eval_every, steps),
-            max_ratio=spec.grid_max_ratio,
-            progress=progress,
-        )
+    try:
+        with _progress_bar(args.grid + bench.num_tasks, "study") as progress:
+            study = weight_study(
+                bench,
+                grid_size=args.grid,
+                steps=steps,
+                batch_size=spec.batch_size,
+                seed=args.seed,
+                eval_every=min(spec.eval_every, steps),
+                max_ratio=spec.grid_max_ratio,
+                progress=progress,
+            )
+    except KeyboardInterrupt:
+        _stderr_line("[autoscale-jax] study interrupted: it saves no runs, nothing was written")
+        return 130
     write_json(os.path.join(args.out, "study.json"), study)
     markdown = study_markdown(study)
     with open(os.path.join(args.out, "study.md"), "w", encoding="utf-8") as handle:
@@ -239,56 +296,14 @@ def study_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``autoscale-jax`` (subcommands ``bench`` and ``study``)."""
-    parser = argparse.ArgumentParser(
-        prog="autoscale-jax", description="Offline multi-task optimization benchmarks."
-    )
-    commands = parser.add_subparsers(dest="command")
-    bench = commands.add_parser("bench", help="run a benchmark suite (default: quick)")
-    bench.add_argument(
-        "--suite",
-        choices=sorted(SUITES),
-        default="quick",
-        help="smoke: CI budget (< 1 min); quick: MultiMNIST (< 10 min on 2 cores); "
-        "discriminating: five benchmarks where weighting matters (about an hour); full: + "
-        "MultiFashion, Yeast-14, QM9 with its seven rows (about 45 min)",
-    )
-    bench.add_argument("--smoke", action="store_true", help="CI budget (same as --suite smoke)")
-    bench.add_argument("--benchmarks", nargs="+", metavar="NAME", help="subset of benchmarks")
-    bench.add_argument(
-        "--methods",
-        nargs="+",
-        metavar="LABEL",
-        help="subset of table rows, e.g. ls_grid autoscale_gms pcgrad (ew and the "
-        "single-task baselines always run)",
-    )
-    bench.add_argument("--seeds", type=int, help="seeds per method (default: the suite's)")
-    bench.add_argument("--steps", type=int, help="training steps per run (default: the suite's)")
-    bench.add_argument("--grid", type=int, help="LS grid size (0: no grid search)")
-    bench.add_argument("--out", default="autoscale_bench_results", help="output folder")
-    bench.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    bench.add_argument(
-        "--heads",
-        choices=("weighted", "plain"),
-        default="weighted",
-        help="Gramian methods: weight every leaf (default) or only the shared ones, each task "
-        "head getting its own gradient (TorchJD's mtl_backward)",
-    )
-    bench.add_argument(
-        "--resume",
-        action="store_true",
-        help="load the finished runs saved in OUT/runs/ instead of training them again",
-    )
-    bench.set_defaults(handler=bench_command)
-    study = commands.add_parser("study", help="early MTO metrics vs final Δm%% over fixed weights")
-    study.add_argument("--benchmark", default="multi_mnist")
-    study.add_argument("--grid", type=int, default=9, help="number of fixed weightings")
-    study.add_argument("--steps", type=int, help="training steps per run")
-    study.add_argument("--seed", type=int, default=0)
-    study.add_argument("--out", default="autoscale_study_results", help="output folder")
-    study.set_defaults(handler=study_command)
-    return parser
+_HANDLERS = {"bench": bench_command, "study": study_command}
+
+
+def _os_error_text(err: OSError) -> str:
+    """An OSError in a few words: its reason and file (``No space left on device: out/x``)."""
+    if isinstance(err, RunStoreError) or not err.strerror:
+        return str(err)
+    return f"{err.strerror}: {err.filename}" if err.filename else err.strerror
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -298,12 +313,13 @@ def main(argv: Sequence[str] | None = None) -> int:
       argv: arguments without the program name (default: ``sys.argv[1:]``).
 
     Returns:
-      The process exit status.
+      The process exit status: 0, 2 without a command, 130 when interrupted (Ctrl-C).
 
     Raises:
-      SystemExit: with a one-line message for an invalid option (``--steps 0``, ``--seeds 0``,
-        a negative ``--grid``, an ``--out`` folder that cannot be written), before any
-        training starts.
+      SystemExit: with a one-line message (exit status 1) for an invalid option (``--steps
+        0``, ``--seeds 0``, a negative ``--grid``, ``study --grid 0``, an unknown benchmark or
+        method, an ``--out`` folder that cannot be written), before any training starts; and
+        for a file that cannot be written later (a full disk, a folder where a run file goes).
 
     Example:
       >>> main(["bench", "--steps", "0"])
@@ -311,33 +327,20 @@ def main(argv: Sequence[str] | None = None) -> int:
       ...
       SystemExit: autoscale-jax bench: --steps must be a positive integer, got 0
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    error = _invalid_arguments(args)
+    args.argv = argv
+    error = invalid_arguments(args)
     if error:
         raise SystemExit(f"autoscale-jax {args.command}: {error}")
-    return args.handler(args)
-
-
-def _invalid_arguments(args: argparse.Namespace) -> str | None:
-    """What is wrong with the parsed options (checked before any training), or None."""
-    for name in ("steps", "seeds"):
-        value = getattr(args, name, None)
-        if value is not None and value < 1:
-            return f"--{name} must be a positive integer, got {value}"
-    grid = getattr(args, "grid", None)
-    if grid is not None and grid < 0:
-        return f"--grid must be 0 (no grid) or positive, got {grid}"
     try:
-        os.makedirs(args.out, exist_ok=True)
-        with tempfile.TemporaryFile(dir=args.out):
-            pass
+        return _HANDLERS[args.command](args)
     except OSError as err:
-        return f"cannot write to --out {args.out!r}: {err.strerror or err}"
-    return None
+        raise SystemExit(f"autoscale-jax {args.command}: {_os_error_text(err)}") from None
 
 
 if __name__ == "__main__":

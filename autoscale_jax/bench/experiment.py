@@ -25,7 +25,7 @@ from autoscale_jax.bench.benchmark import Benchmark
 from autoscale_jax.bench.grid import grid_info, grid_search
 from autoscale_jax.bench.method_config import MethodConfig
 from autoscale_jax.bench.run_result import Baselines, RunResult
-from autoscale_jax.bench.run_store import RunStore
+from autoscale_jax.bench.run_store import RunStore, RunStoreError
 from autoscale_jax.bench.seeds import ProgressFn, no_progress, run_seeds
 from autoscale_jax.bench.summary import (
     MethodSummary,
@@ -83,7 +83,8 @@ def run_benchmark(
 
     Order: single-task baselines (K × seeds runs), the LS grid (``len(weight_grid)`` × seeds
     runs; ``None`` skips it, see :func:`grid.ls_weight_grid`), then ``methods`` × seeds. A
-    method that raises is recorded in ``failures`` and skipped; the others go on. Warns
+    method that raises is recorded in ``failures`` and skipped; the others go on (a
+    :class:`~run_store.RunStoreError` is no method's failure: it propagates). Warns
     (``UserWarning``) when runs are too short for their timing to mean anything.
 
     Args:
@@ -139,6 +140,8 @@ def run_benchmark(
             method_runs = run_seeds(
                 benchmark, config, seeds, progress, baselines=baselines, store=store, **budget
             )
+        except RunStoreError:
+            raise  # the run files, not the method: the CLI reports it and stops
         except Exception as err:  # a broken method must not sink the whole suite
             failures[config.label] = f"{type(err).__name__}: {err}"
             continue

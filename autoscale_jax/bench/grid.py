@@ -180,27 +180,28 @@ def _vmapped_seed(
     progress: ProgressFn,
     store: RunStore | None,
 ) -> tuple[RunResult, ...]:
-    """One seed's grid points: loaded from ``store`` when all are there, else trained at once."""
+    """One seed's grid points: loaded from ``store``; when any is not there, all are trained
+    at once and the missing ones are taken from that training (and saved)."""
     keys = [run_key(benchmark, c, seed=seed, baselines=baselines, **budget) for c in configs]
     loaded = [store.load(key) if store is not None else None for key in keys]
     if any(run is None for run in loaded):
         weights = np.stack([np.asarray(c.options["weights"]) for c in configs])
-        loaded = list(
-            vmapped_grid_runs(
-                benchmark,
-                weights,
-                seed=seed,
-                baselines=baselines,
-                labels=[c.label for c in configs],
-                **budget,
-            )
+        trained = vmapped_grid_runs(
+            benchmark,
+            weights,
+            seed=seed,
+            baselines=baselines,
+            labels=[c.label for c in configs],
+            **budget,
         )
-        if store is not None:
-            for key, run in zip(keys, loaded, strict=True):
-                store.save(key, run)  # type: ignore[arg-type]  # every slot is filled here
+        for i, (key, run) in enumerate(zip(keys, trained, strict=True)):
+            if loaded[i] is None:
+                loaded[i] = run
+                if store is not None:
+                    store.save(key, run)
     for config in configs:
         progress(config.label)
-    return tuple(loaded)  # type: ignore[arg-type]
+    return tuple(loaded)  # type: ignore[arg-type]  # every slot is filled here
 
 
 def _side_by_side_chunk(benchmark: Benchmark, arguments: tuple) -> tuple[Any, float]:

@@ -95,26 +95,42 @@ def markdown_table(report: BenchmarkReport) -> str:
     return "\n".join(lines)
 
 
+# Δm differences below this print as +0.00 / -0.00: a tie, whatever the seed noise.
+_TIE = 5e-3
+
+
 def _compare(a: MethodSummary, b: MethodSummary) -> tuple[float, str]:
-    """Δm difference a - b and a verdict; "beyond seed noise" means |diff| > sd_a + sd_b."""
+    """Δm difference a - b and a verdict: "tie" when it rounds to 0.00 or lies within the seed
+    noise (|diff| <= sd_a + sd_b), "better/worse beyond seed noise" past it, and "(one seed: no
+    noise estimate)" when there is no noise to compare with."""
     diff = a.delta_m_mean["per_metric"] - b.delta_m_mean["per_metric"]
     noise = a.delta_m_sd["per_metric"] + b.delta_m_sd["per_metric"]
     if not math.isfinite(diff):
         return diff, "not comparable"
-    if diff == 0:
-        return diff, "tie"
-    if min(a.num_seeds, b.num_seeds) < 2:
-        return diff, ("better" if diff > 0 else "worse") + " (one seed: no noise estimate)"
+    if abs(diff) < _TIE:
+        return 0.0, "tie"
+    direction = "better" if diff > 0 else "worse"
+    if min(a.num_seeds, b.num_seeds) < 2 or not math.isfinite(noise):
+        return diff, f"{direction} (one seed: no noise estimate)"
     if abs(diff) <= noise:
         return diff, "tie within seed noise"
-    return diff, ("better" if diff > 0 else "worse") + " beyond seed noise"
+    return diff, f"{direction} beyond seed noise"
+
+
+def _versus(a: MethodSummary, b: MethodSummary) -> str:
+    """``b``'s Δm and the labelled difference, e.g. ``ls_grid -10.51, difference -11.80: worse
+    beyond seed noise``."""
+    diff, verdict = _compare(a, b)
+    return f"{b.method} {b.delta_m_mean['per_metric']:+.2f}, difference {diff:+.2f}: {verdict}"
 
 
 def findings(report: BenchmarkReport) -> list[str]:
     """Plain statements read off the table: EW vs grid LS, AutoScale vs both, the best method.
 
+    Every comparison gives both Δm% values and their labelled difference, e.g.
+    ``autoscale_gms: Δm -22.31 (ls_grid -10.51, difference -11.80: worse beyond seed noise)``.
     "Beyond seed noise" means the Δm% (per-metric) difference exceeds the sum of the two seed
-    standard deviations.
+    standard deviations; within it, or when it rounds to 0.00, the two are a tie.
 
     Args:
       report: a benchmark's report.
@@ -126,11 +142,9 @@ def findings(report: BenchmarkReport) -> list[str]:
     lines: list[str] = []
     ew, grid = rows.get("ew"), rows.get("ls_grid")
     if ew and grid:
-        diff, verdict = _compare(ew, grid)
         lines.append(
-            f"EW vs grid-searched LS: Δm {ew.delta_m_mean['per_metric']:+.2f} vs "
-            f"{grid.delta_m_mean['per_metric']:+.2f} ({diff:+.2f}: EW {verdict}); the grid cost "
-            f"{grid.time_vs_ew:.1f}x one EW run."
+            f"EW vs grid-searched LS: EW Δm {ew.delta_m_mean['per_metric']:+.2f} "
+            f"({_versus(ew, grid)}); the grid cost {grid.time_vs_ew:.1f}x one EW run."
         )
     multitask = [
         s
@@ -139,11 +153,10 @@ def findings(report: BenchmarkReport) -> list[str]:
     ]
     for label in sorted(m for m in rows if m.startswith("autoscale")):
         s = rows[label]
-        parts = [f"{label}: Δm {s.delta_m_mean['per_metric']:+.2f}"]
-        for other in (grid, ew):
-            if other is not None:
-                diff, verdict = _compare(s, other)
-                parts.append(f"vs {other.method} {diff:+.2f} ({verdict})")
+        others = "; ".join(_versus(s, other) for other in (grid, ew) if other is not None)
+        parts = [
+            f"{label}: Δm {s.delta_m_mean['per_metric']:+.2f}" + (f" ({others})" if others else "")
+        ]
         parts.append(
             f"at {s.time_vs_ew:.2f}x EW wall time and {s.gradient_evaluations_vs_ew:.2f}x EW "
             "gradient evaluations"

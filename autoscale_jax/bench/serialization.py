@@ -3,19 +3,23 @@
 ``results.json`` and ``study.json`` are strict JSON (non-finite floats become ``null``); the
 per-run files of :mod:`autoscale_jax.bench.run_store` keep ``NaN`` / ``Infinity`` so a run
 reloads exactly (a diverged run's ``-inf`` selection score must stay ``-inf``).
+:func:`json_digest` fingerprints a JSON value (the run files carry one).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import tempfile
 from typing import Any
 
 import numpy as np
 
-__all__ = ["read_json", "to_jsonable", "write_json"]
+__all__ = ["json_digest", "read_json", "to_jsonable", "write_json"]
 
 
 def to_jsonable(value: Any, *, strict: bool = True) -> Any:
@@ -56,6 +60,10 @@ def to_jsonable(value: Any, *, strict: bool = True) -> Any:
 def write_json(path: str, payload: Any, *, strict: bool = True) -> str:
     """Writes ``to_jsonable(payload)`` to ``path`` atomically (a reader never sees half a file).
 
+    The text goes to a temporary file of its own in the same folder (a unique name per writer,
+    so two processes writing the same path never share one), then ``os.replace`` puts it in
+    place; on any error the temporary file is removed and the error propagates.
+
     Args:
       path: the file; its folder is created.
       payload: what to write.
@@ -63,13 +71,42 @@ def write_json(path: str, payload: Any, *, strict: bool = True) -> str:
 
     Returns:
       ``path``.
+
+    Raises:
+      IsADirectoryError: when a folder stands at ``path`` (it is left alone).
+      OSError: when the folder cannot be created or written (e.g. a full disk).
     """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    partial = f"{path}.partial"
-    with open(partial, "w", encoding="utf-8") as handle:
-        json.dump(to_jsonable(payload, strict=strict), handle, indent=1, allow_nan=not strict)
-    os.replace(partial, path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    if os.path.isdir(path):
+        raise IsADirectoryError(21, "a folder stands where the file should go", path)
+    text = json.dumps(to_jsonable(payload, strict=strict), indent=1, allow_nan=not strict)
+    handle, partial = tempfile.mkstemp(
+        dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".partial"
+    )
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(partial)
+        raise
     return path
+
+
+def json_digest(value: Any) -> str:
+    """The SHA-256 of ``value``'s canonical JSON text (sorted keys, no spaces, NaN kept).
+
+    A value read back from a file :func:`write_json` wrote (``strict=False``) has the digest
+    of what was written: Python floats round-trip exactly through their JSON text.
+
+    Example:
+      >>> json_digest({"b": 1.5, "a": [math.inf]}) == json_digest({"a": [math.inf], "b": 1.5})
+      True
+    """
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def read_json(path: str) -> Any:

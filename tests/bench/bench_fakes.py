@@ -1,5 +1,8 @@
 """Hand-made benchmark results (no training) for the tests of plots, summaries and reports."""
 
+import dataclasses
+import json
+
 from autoscale_jax.bench.experiment import BenchmarkReport
 from autoscale_jax.bench.run_result import Baselines, RunResult
 from autoscale_jax.bench.summary import MethodSummary
@@ -45,6 +48,20 @@ def fake_run(method, seed=0, weights=(1.0, 1.0), *, steps=20, wall_time_s=1.0):
         validation_steps=[steps // 2, steps],
         validation_scores=[-2.0, -1.0],
         train_losses=[[1.0, 0.1], [0.5, 0.05]],
+    )
+
+
+def fake_run_for(key, **fields):
+    """:func:`fake_run` whose setup agrees with the ``RunKey`` (as a run file's must)."""
+    run = fake_run(key.method, seed=key.seed, steps=key.steps)
+    return dataclasses.replace(
+        run,
+        benchmark=key.benchmark,
+        method_name=key.method_name,
+        options=json.loads(key.options),
+        batch_size=key.batch_size,
+        eval_every=key.eval_every,
+        **fields,
     )
 
 

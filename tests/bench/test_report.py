@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import pytest
 from bench_fakes import fake_report
 
 from autoscale_jax.bench.report import findings, markdown_table, results_markdown
@@ -25,8 +26,41 @@ def test_markdown_table_has_one_row_per_summary_with_both_conventions():
 
 def test_findings_compare_ew_with_the_grid_and_name_the_best_multitask_method():
     lines = findings(fake_report())
-    assert lines[0].startswith("EW vs grid-searched LS: Δm -50.00 vs -5.00 (-45.00: EW worse")
+    assert lines[0] == (
+        "EW vs grid-searched LS: EW Δm -50.00 (ls_grid -5.00, difference -45.00: worse beyond "
+        "seed noise); the grid cost 9.0x one EW run."
+    )
+    # Both Δm values and a labelled difference, never a difference that reads as a Δm.
+    assert lines[1].startswith(
+        "autoscale_gms: Δm -10.00 (ls_grid -5.00, difference -5.00: worse beyond seed noise; "
+        "ew -50.00, difference +40.00: better beyond seed noise), at 1.10x EW wall time"
+    )
     assert lines[-1] == "Best Δm%: ls_grid (-5.00)."  # the single-task row is not a candidate
+
+
+def _with_delta(summary, delta, sd, seeds):
+    both = {"per_metric": delta, "per_task": delta}
+    sds = {"per_metric": sd, "per_task": sd}
+    return dataclasses.replace(summary, delta_m_mean=both, delta_m_sd=sds, num_seeds=seeds)
+
+
+@pytest.mark.parametrize(
+    "ew_delta, ew_sd, seeds, verdict",
+    [
+        (-5.003, 0.0, 1, "difference +0.00: tie"),  # one seed, a rounding difference
+        (-5.5, 1.0, 2, "difference -0.50: tie within seed noise"),
+        (-5.5, 0.0, 1, "difference -0.50: worse (one seed: no noise estimate)"),
+        (-9.0, 1.0, 2, "difference -4.00: worse beyond seed noise"),
+    ],
+    ids=["rounding-tie", "noise-tie", "one-seed", "beyond-noise"],
+)
+def test_a_tie_is_called_a_tie(ew_delta, ew_sd, seeds, verdict):
+    report = fake_report()
+    rows = {s.method: s for s in report.summaries}
+    rows["ls_grid"] = _with_delta(rows["ls_grid"], -5.0, 0.0 if seeds == 1 else 1.0, seeds)
+    rows["ew"] = _with_delta(rows["ew"], ew_delta, ew_sd, seeds)
+    report = dataclasses.replace(report, summaries=list(rows.values()))
+    assert f"ls_grid -5.00, {verdict})" in findings(report)[0]
 
 
 def test_results_markdown_prints_the_timing_caveat_only_when_there_is_one():

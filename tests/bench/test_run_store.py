@@ -1,7 +1,6 @@
 """Run files: what is saved is loaded back, only when resuming and only for the same run."""
 
-import pytest
-from bench_fakes import fake_run
+from bench_fakes import fake_run_for
 
 from autoscale_jax.bench.benchmark import Benchmark
 from autoscale_jax.bench.method_config import MethodConfig
@@ -30,7 +29,7 @@ def grid_point_key(benchmark, **budget):
 
 def test_a_saved_run_loads_back_only_when_resuming(tmp_path):
     key = grid_point_key(toy_benchmark())
-    result = fake_run("ls[0.5,1.5]")
+    result = fake_run_for(key)
     path = RunStore(str(tmp_path)).save(key, result)
     assert path.endswith("toy/ls_0.5_1.5___seed0.json")  # no brackets or commas in names
     assert RunStore(str(tmp_path), resume=True).load(key) == result
@@ -41,7 +40,7 @@ def test_another_budget_or_setup_is_not_the_same_run(tmp_path):
     benchmark = toy_benchmark(image_size=14)
     key = grid_point_key(benchmark)
     store = RunStore(str(tmp_path), resume=True)
-    store.save(key, fake_run("ls[0.5,1.5]"))
+    store.save(key, fake_run_for(key))
     longer = grid_point_key(benchmark, steps=40)
     other_data = grid_point_key(toy_benchmark(image_size=20))
     assert store.path(longer) == store.path(key) == store.path(other_data)  # same file name
@@ -52,14 +51,18 @@ def test_another_budget_or_setup_is_not_the_same_run(tmp_path):
     assert run_key(benchmark, other_weights, seed=0, **BUDGET) != key
 
 
-def test_an_unreadable_run_file_is_trained_again_with_a_warning(tmp_path):
+def test_an_unreadable_run_file_is_reported_in_one_line_and_trained_again(tmp_path):
     key = grid_point_key(toy_benchmark())
-    store = RunStore(str(tmp_path), resume=True)
-    store.save(key, fake_run("ls[0.5,1.5]"))
+    lines = []
+    store = RunStore(str(tmp_path), resume=True, report=lines.append)
+    store.save(key, fake_run_for(key))
     with open(store.path(key), "w", encoding="utf-8") as handle:
         handle.write('{"key": ')  # cut short
-    with pytest.warns(UserWarning, match="unreadable run file"):
-        assert store.load(key) is None
+    assert store.load(key) is None
+    (line,) = lines
+    assert line.startswith(f"[autoscale-jax] invalid run file {store.path(key)} (unreadable:")
+    assert line.endswith("): training again") and "\n" not in line
+    assert store.tally == {"saved": 1, "invalid": 1}
 
 
 def test_runs_scored_against_other_baselines_are_not_the_same_run(tmp_path):
@@ -71,17 +74,19 @@ def test_runs_scored_against_other_baselines_are_not_the_same_run(tmp_path):
     five = Baselines(validation=({"mse": 1.0},), test=({"mse": 2.5},))
     key = run_key(benchmark, config, seed=0, baselines=three, **BUDGET)
     store = RunStore(str(tmp_path), resume=True)
-    store.save(key, fake_run("ew"))
-    assert store.load(key) == fake_run("ew")
+    store.save(key, fake_run_for(key))
+    assert store.load(key) == fake_run_for(key)
     assert store.load(run_key(benchmark, config, seed=0, baselines=five, **BUDGET)) is None
     assert store.load(run_key(benchmark, config, seed=0, **BUDGET)) is None
 
 
-def test_a_run_file_of_an_older_key_format_is_trained_again_silently(tmp_path, recwarn):
+def test_a_run_file_of_an_older_bench_version_is_stale_counted_not_reported(tmp_path):
     key = grid_point_key(toy_benchmark())
-    store = RunStore(str(tmp_path), resume=True)
-    path = store.save(key, fake_run("ls[0.5,1.5]"))
+    lines = []
+    store = RunStore(str(tmp_path), resume=True, report=lines.append)
+    path = store.save(key, fake_run_for(key))
     payload = read_json(path)
-    del payload["key"]["reference"]  # a file written before the key had this field
+    del payload["key"]["reference"], payload["format"], payload["digest"]  # before digests
     write_json(path, payload, strict=False)
-    assert store.load(key) is None and not recwarn.list
+    assert store.load(key) is None and not lines
+    assert store.tally["stale"] == 1
