@@ -49,6 +49,12 @@ Cost. A rung of length ``ℓ`` with ``n`` live candidates costs ``n ℓ`` backwa
 survivor's own steps are steps the run needed anyway, so the search adds
 ``search_cost(...) - rungs[-1]`` gradient evaluations to one run.
 
+Nothing silent. Every function checks its inputs before the first step (a ``ValueError`` or
+``TypeError`` naming the argument). At run time candidates whose score or parameters are
+non-finite rank last; a rung where none is finite sets ``SearchResult.nonfinite`` and clears
+``ok``, and an eager search then raises :class:`SearchError` instead of returning NaN
+parameters (:func:`successive_halving`).
+
 Example:
   >>> from autoscale_jax import search
   >>> w_gms = asj.weighting.gms_weights(G)                     # e.g. AutoScale's phase-1 pick
@@ -72,6 +78,7 @@ Reference:
 
 from autoscale_jax.search.candidates import alpha_family, alpha_weights, task_multipliers
 from autoscale_jax.search.halving import (
+    SearchError,
     SearchResult,
     halving_counts,
     search_cost,
@@ -81,6 +88,7 @@ from autoscale_jax.search.halving import (
 )
 
 __all__ = [
+    "SearchError",
     "SearchResult",
     "alpha_family",
     "alpha_weights",
