@@ -4,7 +4,9 @@ Run ``python notebooks/make_notebooks.py`` after editing a cell.
 
 Every notebook opens with an "Open in Colab" badge and a ``%pip install`` cell, both built from
 the one repository URL in ``pyproject.toml`` (``[project.urls] Repository``); the install is
-skipped when ``autoscale_jax`` is already importable (a local checkout, the wheel under test).
+skipped when ``autoscale_jax`` is already importable (a local checkout, the wheel under test),
+and a failed install raises in that cell, so the notebook stops there instead of failing two
+cells later with a ModuleNotFoundError (``%pip`` does not raise when pip fails).
 ``tests/test_notebooks.py`` checks that the committed notebooks equal what this script writes,
 and executes them against the built wheel.
 """
@@ -43,11 +45,19 @@ def header_cells(name: str, title: str, summary: str, extras: str) -> list[tuple
         f"({colab_url(name, url)})"
     )
     install = (
-        "# Installs autoscale-jax (Colab); does nothing where it is already installed.\n"
+        "# Installs autoscale-jax (Colab); does nothing where it is already installed. A failed\n"
+        "# install stops the notebook here (%pip itself does not raise).\n"
+        "import importlib\n"
         "import importlib.util\n"
         "\n"
         'if importlib.util.find_spec("autoscale_jax") is None:\n'
-        f'    %pip install --quiet "autoscale-jax[{extras}] @ git+{url}"'
+        f'    %pip install --quiet "autoscale-jax[{extras}] @ git+{url}"\n'
+        "    importlib.invalidate_caches()\n"
+        '    if importlib.util.find_spec("autoscale_jax") is None:\n'
+        "        raise RuntimeError(\n"
+        '            "Installing autoscale-jax failed (see the pip output above): fix the "\n'
+        '            "install, then run this cell again."\n'
+        "        )"
     )
     return [("markdown", f"{badge}\n\n# {title}\n\n{summary}"), ("code", install)]
 

@@ -49,21 +49,25 @@ def test_readme_and_docs_name_the_same_repository():
     assert f"git+{url}" in (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
 
 
-def _run_install_cell(source: str, *, installed: bool) -> list[str]:
-    """Runs the install cell as IPython would (magics transformed) with a recording shell."""
+def _run_install_cell(source: str, *, installed: bool, install_works: bool = True) -> list[str]:
+    """Runs the install cell as IPython would (magics transformed) with a recording shell
+    whose ``%pip`` makes ``autoscale_jax`` importable only when ``install_works``."""
     from IPython.core.inputtransformer2 import TransformerManager
 
     calls = []
+    present = [installed]
 
     class Shell:
         def run_line_magic(self, name, line):
             calls.append(f"%{name} {line}")
+            present[0] = install_works
 
     code = TransformerManager().transform_cell(source)
-    spec = object() if installed else None
     namespace = {"get_ipython": Shell}
     real_find_spec = importlib.util.find_spec
-    importlib.util.find_spec = lambda name, *a: spec if name == "autoscale_jax" else None
+    importlib.util.find_spec = lambda name, *a: (
+        (object() if present[0] else None) if name == "autoscale_jax" else None
+    )
     try:
         exec(code, namespace)
     finally:
@@ -77,6 +81,15 @@ def test_install_cell_is_harmless_when_installed(path):
     assert _run_install_cell(source, installed=True) == []
     (call,) = _run_install_cell(source, installed=False)
     assert call.startswith("%pip install") and "autoscale-jax[" in call
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_a_failed_install_stops_the_notebook_in_its_cell(path):
+    """%pip does not raise when pip fails: the cell checks and raises, so the notebook stops
+    there instead of failing later with a ModuleNotFoundError."""
+    source = "".join(json.loads(path.read_text(encoding="utf-8"))["cells"][1]["source"])
+    with pytest.raises(RuntimeError, match="Installing autoscale-jax failed"):
+        _run_install_cell(source, installed=False, install_works=False)
 
 
 # Runs inside the fresh environment: executes each notebook from a scratch folder (so the

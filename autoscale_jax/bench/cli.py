@@ -234,7 +234,7 @@ def bench_command(args: argparse.Namespace) -> int:
     if interrupted is not None:
         saved = store.tally["loaded"] + store.tally["saved"]
         _stderr_line(
-            f"[autoscale-jax] interrupted during {interrupted}: {saved} runs are saved in "
+            f"[autoscale-jax] interrupted during {interrupted}: {_runs(saved)} saved in "
             f"{store.folder} ({store.tally['saved']} trained now); results.md holds the "
             f"{len(reports)} finished benchmark(s)."
         )
@@ -246,13 +246,17 @@ def bench_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runs(count: int) -> str:
+    return f"{count} run" + ("" if count == 1 else "s")
+
+
 def _store_summary(store: RunStore) -> str:
     """One line: how many runs were loaded, trained, and why those with a file were not used."""
     tally = store.tally
     if not store.resume:
-        return f"[autoscale-jax] trained {tally['saved']} runs, saved in {store.folder}"
+        return f"[autoscale-jax] trained {_runs(tally['saved'])}, saved in {store.folder}"
     return (
-        f"[autoscale-jax] --resume: loaded {tally['loaded']} runs from {store.folder}, trained "
+        f"[autoscale-jax] --resume: loaded {_runs(tally['loaded'])} from {store.folder}, trained "
         f"{tally['saved']} ({tally['missing']} missing, {tally['stale']} stale: another bench "
         f"version, setup or budget; {tally['invalid']} invalid, reported above)"
     )

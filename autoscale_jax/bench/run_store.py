@@ -159,7 +159,7 @@ def _file_problem(payload: Any, key: RunKey) -> tuple[str, str] | None:
         return "invalid", f"fields {sorted(payload)}, expected format, key, run and digest"
     body = {name: payload[name] for name in ("format", "key", "run")}
     if payload["digest"] != json_digest(body):
-        return "invalid", "its digest does not match its content (edited or damaged)"
+        return "invalid", "its digest does not match its content: edited or damaged"
     problem = run_key_problem(payload["key"]) or run_result_problem(payload["run"])
     if problem:
         return "invalid", problem

@@ -10,6 +10,8 @@ import types
 import pytest
 
 from autoscale_jax.bench import cli, training
+from autoscale_jax.bench.run_schema import run_key_problem, run_result_problem
+from autoscale_jax.bench.serialization import json_digest, read_json
 
 # Smoke suite: 2 single-task runs, 3 grid points, EW and AutoScale (gms), one seed.
 SMOKE_RUN_FILES = 7
@@ -55,6 +57,12 @@ def test_smoke_suite_writes_json_markdown_and_plots(smoke_dir):
     for method in methods:
         assert sum(row.startswith(f"| {method} |") for row in table_rows) == 1, method
     assert "Δm% per-metric" in markdown and "Δm% per-task" in markdown
+    # Every run file (AutoScale's phase-1 traces included) passes its schema and digest checks.
+    for path in (smoke_dir / "runs" / "multi_mnist").iterdir():
+        payload = read_json(str(path))
+        assert run_key_problem(payload["key"]) is None
+        assert run_result_problem(payload["run"]) is None
+        assert payload["digest"] == json_digest({k: payload[k] for k in ("format", "key", "run")})
     for name in ("weights", "metrics", "delta_m_vs_cost", "delta_m_vs_weight_ratio"):
         path = smoke_dir / f"multi_mnist_{name}.png"
         assert path.stat().st_size > 1000

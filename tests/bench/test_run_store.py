@@ -61,7 +61,7 @@ def test_an_unreadable_run_file_is_reported_in_one_line_and_trained_again(tmp_pa
     assert store.load(key) is None
     (line,) = lines
     assert line.startswith(f"[autoscale-jax] invalid run file {store.path(key)} (unreadable:")
-    assert line.endswith("): training again") and "\n" not in line
+    assert line.endswith("): training it again") and "\n" not in line
     assert store.tally == {"saved": 1, "invalid": 1}
 
 

@@ -13,6 +13,7 @@ from autoscale_jax.bench.method_config import (
     default_methods,
     search_options,
 )
+from autoscale_jax.bench.run_store import RunStore, run_key
 from autoscale_jax.bench.seeds import run_seeds
 
 ESTIMATION, RUNGS = 5, (5, 12)
@@ -39,9 +40,13 @@ def test_search_options_cost_at_most_twice_equal_weights():
     assert SEARCH_METHOD in [c.label for c in default_methods(2, 800)]
 
 
-def test_search_run_accounts_for_every_gradient_evaluation():
+def test_search_run_accounts_for_every_gradient_evaluation(tmp_path):
     bench, baselines = tiny_benchmark(), tiny_report().baselines
-    (result,) = run_seeds(bench, _config(), (0,), baselines=baselines, **BUDGET)
+    store = RunStore(str(tmp_path), resume=True, report=pytest.fail)
+    (result,) = run_seeds(bench, _config(), (0,), baselines=baselines, store=store, **BUDGET)
+    # Its run file passes the schema and digest checks: a resumed suite loads it.
+    key = run_key(bench, _config(), seed=0, baselines=baselines, **BUDGET)
+    assert store.load(key) is not None and store.tally == {"missing": 1, "saved": 1, "loaded": 1}
     k, alphas = bench.num_tasks, len(_config().options["alphas"])
     search_steps = search.search_cost(alphas, RUNGS)
     counts = search.halving_counts(alphas, len(RUNGS))
