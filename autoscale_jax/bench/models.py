@@ -16,6 +16,9 @@ Per-task losses by kind (means over the batch):
 - ``"binary"``: sigmoid cross-entropy ``-y log σ(z) - (1 - y) log(1 - σ(z))`` on one logit;
 - ``"regression"`` / ``"reconstruction"``: mean squared error over all output elements.
 
+Partial labels (``Split.masks``, e.g. MoleculeACE): ``multitask_loss_fn(..., task_counts=True)``
+takes each loss as a mean over the labelled examples only and also returns the counts.
+
 Example:
   >>> from autoscale_jax.bench import datasets
   >>> data = datasets.multi_mnist(num_train=100, num_validation=20, num_test=20)
@@ -46,6 +49,7 @@ __all__ = [
     "build_model",
     "functional_model",
     "last_shared_layer_mask",
+    "masked_task_loss",
     "multitask_loss_fn",
     "predict_in_batches",
     "task_loss",
@@ -269,6 +273,17 @@ def functional_model(model: nnx.Module) -> FunctionalModel:
     return FunctionalModel(apply, params)
 
 
+def _example_losses(spec: TaskSpec, output: jax.Array, target: jax.Array) -> jax.Array:
+    """Per-example losses ``[B]`` of one task (see :func:`task_loss`)."""
+    if spec.kind == "classification":
+        return optax.softmax_cross_entropy_with_integer_labels(output, target)
+    if spec.kind == "binary":
+        return optax.sigmoid_binary_cross_entropy(output[..., 0], target)
+    if spec.kind in ("regression", "reconstruction"):
+        return jnp.mean((output - target) ** 2, axis=tuple(range(1, output.ndim)))
+    raise ValueError(f"Unknown task kind {spec.kind!r}; expected one of {LOSS_KINDS}.")
+
+
 def task_loss(spec: TaskSpec, output: jax.Array, target: jax.Array) -> jax.Array:
     """The mean loss of one task over a batch, chosen by ``spec.kind``.
 
@@ -280,35 +295,60 @@ def task_loss(spec: TaskSpec, output: jax.Array, target: jax.Array) -> jax.Array
     Returns:
       A float32 scalar.
     """
+    return _example_losses(spec, output, target).mean()
+
+
+def masked_task_loss(
+    spec: TaskSpec, output: jax.Array, target: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """The loss of one task over the batch's labelled examples, and their count.
+
+    An example is labelled when its float target is finite everywhere (partial-label datasets
+    store NaN where there is no label) or, for classification, when its label is ``>= 0``.
+    ``loss = Σ_i m_i l_i / max(Σ_i m_i, 1)``: 0 with a zero gradient when no example is
+    labelled, and never NaN (unlabelled targets are replaced before the loss is taken).
+
+    Args:
+      spec, output, target: as in :func:`task_loss`.
+
+    Returns:
+      ``(loss, count)``, float32 scalars.
+    """
     if spec.kind == "classification":
-        return optax.softmax_cross_entropy_with_integer_labels(output, target).mean()
-    if spec.kind == "binary":
-        return optax.sigmoid_binary_cross_entropy(output[..., 0], target).mean()
-    if spec.kind in ("regression", "reconstruction"):
-        return jnp.mean((output - target) ** 2)
-    raise ValueError(f"Unknown task kind {spec.kind!r}; expected one of {LOSS_KINDS}.")
+        mask = target >= 0
+    else:
+        mask = jnp.all(jnp.isfinite(target.reshape(target.shape[0], -1)), axis=1)
+    safe = jnp.where(mask.reshape(mask.shape + (1,) * (target.ndim - 1)), target, 0)
+    count = jnp.sum(mask, dtype=jnp.float32)
+    losses = _example_losses(spec, output, safe)
+    return jnp.sum(jnp.where(mask, losses, 0.0)) / jnp.maximum(count, 1.0), count
 
 
 def multitask_loss_fn(
-    apply: ApplyFn, tasks: Sequence[TaskSpec]
-) -> Callable[[Any, Batch], jax.Array]:
+    apply: ApplyFn, tasks: Sequence[TaskSpec], *, task_counts: bool = False
+) -> Callable[[Any, Batch], Any]:
     """``loss_fn(params, (inputs, targets)) -> [K]`` losses, one per task, from one forward pass.
 
     Args:
       apply: the pure forward pass of :func:`functional_model`.
       tasks: the dataset's task specs, in output order.
+      task_counts: for partial labels (``Split.masks``): each loss is the masked mean of
+        :func:`masked_task_loss` and ``loss_fn`` returns ``(losses [K], counts [K])``, the
+        labelled examples per task, as ``multitask_train_step(..., task_counts=True)`` expects.
 
     Returns:
       A pure function suitable for :func:`autoscale_jax.multitask_train_step`.
     """
     tasks = tuple(tasks)
 
-    def loss_fn(params: Any, batch: Batch) -> jax.Array:
+    def loss_fn(params: Any, batch: Batch) -> Any:
         inputs, targets = batch
         outputs = apply(params, inputs)
-        return jnp.stack(
-            [task_loss(s, y, t) for s, y, t in zip(tasks, outputs, targets, strict=True)]
-        )
+        triples = tuple(zip(tasks, outputs, targets, strict=True))
+        if not task_counts:
+            return jnp.stack([task_loss(s, y, t) for s, y, t in triples])
+        losses, counts = zip(*(masked_task_loss(s, y, t) for s, y, t in triples), strict=True)
+        return jnp.stack(losses), jnp.stack(counts)
 
     return loss_fn
 

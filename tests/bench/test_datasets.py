@@ -43,7 +43,14 @@ def assert_same_dataset(a, b):
 
 
 def test_available_and_unknown_name():
-    assert datasets.available() == ("multi_mnist", "multi_fashion", "qm9", "yeast")
+    assert datasets.available() == (
+        "multi_mnist",
+        "multi_fashion",
+        "qm9",
+        "yeast",
+        "chemml_ri",
+        "molecule_ace",
+    )
     with pytest.raises(ValueError, match="unknown dataset"):
         datasets.load("cifar")
 

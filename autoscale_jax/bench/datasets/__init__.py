@@ -1,15 +1,21 @@
-"""Offline multi-task datasets: MultiMNIST, MultiFashion, QM9-11 and Yeast-14.
+"""Offline multi-task datasets: MultiMNIST, MultiFashion, QM9-11, Yeast-14, ChemML RI and
+MoleculeACE.
 
 Every loader reads files that ship inside an installed package (or a Debian data package) and
-never downloads. Loaders are deterministic given their arguments, cached in memory (a repeated
-call returns the very same object), and return a :class:`MultiTaskDataset` whose arrays are
-read-only because they are shared between callers.
+never downloads; docs/datasets.md has a data card per dataset (source, licence, tasks, split,
+features, install step). Loaders are deterministic given their arguments, cached in memory (a
+repeated call returns the very same object), and return a :class:`MultiTaskDataset` whose
+arrays are read-only because they are shared between callers.
 
 Conventions for ``Split.targets`` (one array per task, leading axis ``N``):
 
 * ``"classification"``: int32 labels ``[N]`` in ``[0, num_outputs)``;
 * ``"binary"``: float32 ``[N]`` holding 0.0 or 1.0 (models output one logit per example);
 * ``"regression"`` and ``"reconstruction"``: float32 ``[N, num_outputs]``.
+
+Partial labels (MoleculeACE): ``Split.masks`` holds one bool ``[N]`` per task, True where the
+example is labelled, and the unlabelled float targets are NaN; ``masks`` is ``None`` for the
+fully labelled datasets (see :meth:`Split.label_masks`).
 
 References:
   Sabour et al, Dynamic Routing Between Capsules, 2017 (MultiMNIST).
@@ -18,6 +24,11 @@ References:
   Rupp et al, Fast and Accurate Modeling of Molecular Atomization Energies with Machine
   Learning, 2012 (Coulomb matrix).
   Elisseeff & Weston, A kernel method for multi-labelled classification, 2002 (Yeast).
+  Afzal et al, A Physics-Infused Deep Learning Model for the Prediction of Refractive Indices
+  and Large-Scale Screening of Organic Compound Space (ChemML RI).
+  van Tilborg, Alenicheva & Grisoni, Exposing the Limitations of Molecular Machine Learning
+  with Activity Cliffs, 2022 (MoleculeACE).
+  Rogers & Hahn, Extended-Connectivity Fingerprints, 2010.
 """
 
 from __future__ import annotations
@@ -25,21 +36,33 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from autoscale_jax.bench.datasets._chemml import CHEMML_RI_TARGETS, chemml_ri, mol_code_one_hot
 from autoscale_jax.bench.datasets._common import MultiTaskDataset, Split, TaskSpec
+from autoscale_jax.bench.datasets._fingerprints import (
+    cached_morgan_fingerprints,
+    morgan_fingerprints,
+)
+from autoscale_jax.bench.datasets._molecule_ace import molecule_ace
 from autoscale_jax.bench.datasets._multi_fashion import FASHION_MNIST_DIR, multi_fashion
 from autoscale_jax.bench.datasets._multi_mnist import multi_mnist
 from autoscale_jax.bench.datasets._qm9 import QM9_TARGETS, coulomb_eigenvalues, qm9
 from autoscale_jax.bench.datasets._yeast import yeast
 
 __all__ = [
+    "CHEMML_RI_TARGETS",
     "FASHION_MNIST_DIR",
     "QM9_TARGETS",
     "MultiTaskDataset",
     "Split",
     "TaskSpec",
     "available",
+    "cached_morgan_fingerprints",
+    "chemml_ri",
     "coulomb_eigenvalues",
     "load",
+    "mol_code_one_hot",
+    "molecule_ace",
+    "morgan_fingerprints",
     "multi_fashion",
     "multi_mnist",
     "qm9",
@@ -51,6 +74,8 @@ _LOADERS: dict[str, Callable[..., MultiTaskDataset]] = {
     "multi_fashion": multi_fashion,
     "qm9": qm9,
     "yeast": yeast,
+    "chemml_ri": chemml_ri,
+    "molecule_ace": molecule_ace,
 }
 
 
@@ -58,7 +83,7 @@ def available() -> tuple[str, ...]:
     """Names accepted by :func:`load` (whether or not their optional data are installed).
 
     Returns:
-      ``("multi_mnist", "multi_fashion", "qm9", "yeast")``.
+      ``("multi_mnist", "multi_fashion", "qm9", "yeast", "chemml_ri", "molecule_ace")``.
 
     Example:
       >>> "qm9" in available()

@@ -10,6 +10,9 @@ Conventions for ``Split.targets`` (one array per task, leading axis ``N``):
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import importlib.util
+import os
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -41,10 +44,21 @@ class Split(NamedTuple):
     Attributes:
       inputs: float32 array ``[N, ...]``.
       targets: one array per task with leading axis ``N`` (see the module docstring).
+      masks: ``None`` when every example is labelled for every task (all datasets but the
+        partial-label ones), else one bool array ``[N]`` per task, True where the example has a
+        label for that task. Unlabelled entries of a float target hold NaN, so a loss or metric
+        that ignores the mask yields NaN instead of silently fitting a placeholder.
     """
 
     inputs: np.ndarray
     targets: tuple[np.ndarray, ...]
+    masks: tuple[np.ndarray, ...] | None = None
+
+    def label_masks(self) -> tuple[np.ndarray, ...]:
+        """One bool ``[N]`` array per task (all True when :attr:`masks` is ``None``)."""
+        if self.masks is not None:
+            return self.masks
+        return tuple(np.ones(len(self.inputs), bool) for _ in self.targets)
 
 
 class MultiTaskDataset(NamedTuple):
@@ -72,6 +86,12 @@ class MultiTaskDataset(NamedTuple):
 # What to install when a loader's optional dependency is missing.
 BENCH_HINT = "pip install 'autoscale-jax[bench]'"
 DATA_HINT = "pip install 'autoscale-jax[data]'"
+# chemml and MoleculeACE declare heavy dependencies (TensorFlow, PyTorch) that the loaders never
+# import: the project's script installs them without those (see docs/datasets.md).
+REAL_DATA_HINT = (
+    "bash .ci/install-data, i.e. pip install --no-deps chemml==1.3 MoleculeACE==3.0.0 and "
+    "pip install 'autoscale-jax[data]' (pandas, rdkit)"
+)
 
 
 def require_module(module: str, dataset: str, hint: str) -> Any:
@@ -91,6 +111,47 @@ def require_module(module: str, dataset: str, hint: str) -> Any:
         raise ImportError(f"{dataset} needs {module.split('.')[0]}: {hint}") from err
 
 
+def locate_package(package: str, dataset: str, hint: str) -> str:
+    """The folder of an installed package, found without importing it.
+
+    Some data packages pull heavy or broken imports (chemml imports TensorFlow, qm9pack needs
+    ``pkg_resources``), so the loaders only read files inside them.
+
+    Args:
+      package: top-level package name, e.g. ``"chemml"``.
+      dataset: the loader that needs it (named in the error).
+      hint: the install command (named in the error).
+
+    Returns:
+      The package's directory.
+
+    Raises:
+      ImportError: naming the install command when the package is absent.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"{dataset} needs the {package} package: {hint}")
+    return str(next(iter(spec.submodule_search_locations)))
+
+
+def package_version(distribution: str) -> str:
+    """The installed version of a distribution (``"unknown"`` without metadata)."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def cache_dir() -> str:
+    """Where loaders keep derived files (e.g. fingerprints): ``$AUTOSCALE_JAX_CACHE`` if set,
+    else ``$XDG_CACHE_HOME/autoscale-jax``, else ``~/.cache/autoscale-jax``."""
+    explicit = os.environ.get("AUTOSCALE_JAX_CACHE")
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "autoscale-jax")
+
+
 def read_only(array: np.ndarray) -> np.ndarray:
     """Marks ``array`` read-only in place and returns it."""
     # Cached datasets are shared between callers: forbid in-place edits that would leak.
@@ -98,9 +159,14 @@ def read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def freeze_split(inputs: np.ndarray, targets: tuple[np.ndarray, ...]) -> Split:
-    """A :class:`Split` whose arrays are all read-only."""
-    return Split(read_only(inputs), tuple(read_only(t) for t in targets))
+def freeze_split(
+    inputs: np.ndarray,
+    targets: tuple[np.ndarray, ...],
+    masks: tuple[np.ndarray, ...] | None = None,
+) -> Split:
+    """A :class:`Split` whose arrays are all read-only (``masks``: see :class:`Split`)."""
+    frozen_masks = None if masks is None else tuple(read_only(m) for m in masks)
+    return Split(read_only(inputs), tuple(read_only(t) for t in targets), frozen_masks)
 
 
 def check_positive(**sizes: int) -> None:

@@ -1,0 +1,211 @@
+"""ChemML RI: polarizability, density and refractive index of 100,000 organic molecules, read
+from the CSV inside the ``chemml`` wheel (located, not imported: chemml imports TensorFlow).
+
+The source paper (whose ChemML folder also ships a multi-task model of these targets): Afzal
+et al, A Physics-Infused Deep Learning Model for the Prediction of Refractive Indices and
+Large-Scale Screening of Organic Compound Space (ChemRxiv); ChemML: Haghighatlari et al, ChemML: A
+Machine Learning and Informatics Program Package for the Analysis, Mining, and Modeling of
+Chemical and Materials Data, 2019.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from autoscale_jax.bench.datasets._common import (
+    REAL_DATA_HINT,
+    MultiTaskDataset,
+    TaskSpec,
+    check_positive,
+    freeze_split,
+    locate_package,
+    package_version,
+    read_only,
+    require_module,
+    split_sizes,
+    standardise,
+)
+
+CHEMML_RI_FILE = os.path.join("published", "RI", "input_files", "properties.csv")
+# (task name, column, unit): DFT polarizability, MD packing density, Lorentz-Lorenz refractive
+# index; their raw scales differ by three to four orders of magnitude.
+CHEMML_RI_TARGETS = (
+    ("polarizability", "Pol_DFT", "bohr^3"),
+    ("density", "Den_MD", "kg/m^3"),
+    ("refractive_index", "RI_LL", "1"),
+)
+# The 15 building blocks of Mol_Code (F4 never occurs) and its at most 4 slots.
+CHEMML_BUILDING_BLOCKS = tuple(f"F{i}" for i in range(1, 17) if i != 4)
+CHEMML_SLOTS = 4
+CHEMML_TARGET_SCALINGS = ("raw", "centred", "standardised")
+
+
+def mol_code_one_hot(codes: Any) -> np.ndarray:
+    """One-hot encoding of ChemML Mol_Codes: 4 slots x 15 building blocks -> 60 features.
+
+    A code such as ``"F1-F10-F5"`` lists the building blocks of a molecule in slot order; slot
+    ``s`` holding block ``b`` sets feature ``15 s + index(b)``; empty slots stay zero.
+
+    Args:
+      codes: an iterable of Mol_Code strings.
+
+    Returns:
+      float32 ``[N, 60]``.
+
+    Raises:
+      ValueError: for a code with more than 4 blocks or an unknown block.
+
+    Example:
+      >>> features = mol_code_one_hot(["F1-F10-F5"])
+      >>> features.shape, np.flatnonzero(features[0]).tolist()
+      ((1, 60), [0, 23, 33])
+    """
+    index = {block: i for i, block in enumerate(CHEMML_BUILDING_BLOCKS)}
+    codes = list(codes)
+    width = len(CHEMML_BUILDING_BLOCKS)
+    features = np.zeros((len(codes), CHEMML_SLOTS * width), np.float32)
+    for row, code in enumerate(codes):
+        blocks = code.split("-")
+        if len(blocks) > CHEMML_SLOTS or any(b not in index for b in blocks):
+            raise ValueError(f"Mol_Code {code!r} is not 1-4 of {CHEMML_BUILDING_BLOCKS}")
+        for slot, block in enumerate(blocks):
+            features[row, slot * width + index[block]] = 1.0
+    return features
+
+
+@functools.lru_cache(maxsize=1)
+def _chemml_table(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mol_Code one-hot ``[100000, 60]`` and the raw targets float64 ``[100000, 3]``."""
+    pandas = require_module("pandas", "chemml_ri", REAL_DATA_HINT)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing: reinstall chemml 1.3 ({REAL_DATA_HINT})")
+    table = pandas.read_csv(path, usecols=["Mol_Code"] + [c for _, c, _ in CHEMML_RI_TARGETS])
+    features = mol_code_one_hot(table["Mol_Code"])
+    targets = table[[c for _, c, _ in CHEMML_RI_TARGETS]].to_numpy(np.float64)
+    return read_only(features), read_only(targets)
+
+
+@functools.lru_cache(maxsize=4)
+def _chemml_cached(
+    num_molecules: int,
+    seed: int,
+    target_scaling: str,
+    validation_fraction: float,
+    test_fraction: float,
+    path: str,
+) -> MultiTaskDataset:
+    features, raw = _chemml_table(path)
+    total = len(raw)
+    if num_molecules > total:
+        raise ValueError(f"num_molecules={num_molecules} exceeds the {total} ChemML RI molecules")
+    sizes = split_sizes(num_molecules, validation_fraction, test_fraction)
+    rows = np.random.default_rng(seed).permutation(total)[:num_molecules]
+    split_rows = np.split(rows, np.cumsum(sizes)[:-1])
+    _, mean, std = standardise(*(raw[r] for r in split_rows))
+    shift = np.zeros_like(mean) if target_scaling == "raw" else mean
+    scale = std if target_scaling == "standardised" else np.ones_like(std)
+    splits = tuple(
+        freeze_split(
+            np.ascontiguousarray(features[r]),
+            tuple(
+                ((raw[r][:, [k]] - shift[k]) / scale[k]).astype(np.float32)
+                for k in range(raw.shape[1])
+            ),
+        )
+        for r in split_rows
+    )
+    tasks = tuple(
+        TaskSpec(name, "regression", 1, ("mae",), (False,)) for name, _, _ in CHEMML_RI_TARGETS
+    )
+    units = tuple(unit for _, _, unit in CHEMML_RI_TARGETS)
+    description = (
+        f"ChemML RI (chemml {package_version('chemml')}, {CHEMML_RI_FILE}): a seeded subset of "
+        f"{num_molecules} of the {total} molecules, split {sizes[0]}/{sizes[1]}/{sizes[2]}. "
+        "Inputs float32 [N, 60]: Mol_Code one-hot (4 slots x 15 building blocks). Targets: 3 "
+        "regressions, each float32 [N, 1]: DFT polarizability Pol_DFT (bohr^3), MD density "
+        f"Den_MD (kg/m^3), Lorentz-Lorenz refractive index RI_LL; scaling {target_scaling!r} "
+        "(raw: the file's units; centred: minus the train mean; standardised: also divided by "
+        "the train std). Metric: MAE on that scale."
+    )
+    extras: dict[str, Any] = {
+        "target_names": tuple(name for name, _, _ in CHEMML_RI_TARGETS),
+        "target_units": units,
+        "target_mean": read_only(mean),
+        "target_std": read_only(std),
+        "target_scaling": target_scaling,
+        "source_rows": tuple(read_only(r) for r in split_rows),
+    }
+    train, validation, test = splits
+    return MultiTaskDataset(
+        "chemml_ri", tasks, train, validation, test, description, MappingProxyType(extras)
+    )
+
+
+def chemml_ri(
+    *,
+    num_molecules: int = 100_000,
+    seed: int = 0,
+    target_scaling: str = "raw",
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+) -> MultiTaskDataset:
+    """ChemML RI: three correlated regressions whose raw scales differ by 10^3-10^4.
+
+    Reads ``chemml/published/RI/input_files/properties.csv`` from the installed ``chemml`` 1.3
+    wheel (located with ``importlib.util.find_spec``, never imported): 100,000 organic molecules
+    built from 2-4 of 15 building blocks. Each molecule's ``Mol_Code`` becomes a 60-d one-hot
+    (:func:`mol_code_one_hot`; no RDKit needed). Tasks, with their columns and raw
+    mean ± std over the file: polarizability ``Pol_DFT`` (232 ± 45 bohr^3), density ``Den_MD``
+    (1264 ± 86 kg/m^3), refractive index ``RI_LL`` (1.59 ± 0.06).
+
+    On raw targets the three MSEs start ~10^6 apart, so the weighting has to handle loss scale;
+    with ``target_scaling="standardised"`` it barely matters (a one-seed grid probe found every
+    fixed weighting within a few Δm points). The split is a seeded permutation of the file's
+    rows (default 80 / 10 / 10 %), the first ``num_molecules`` of it form the subset.
+
+    Shapes: inputs float32 ``[N, 60]`` in {0, 1}; targets 3 arrays float32 ``[N, 1]``.
+
+    Args:
+      num_molecules: size of the seeded subset (at most 100,000).
+      seed: seeds the subset and the split.
+      target_scaling: ``"raw"`` (the file's units), ``"centred"`` (minus the train mean: the
+        scales still differ, the offsets are gone) or ``"standardised"`` (train mean and std;
+        both in ``extras['target_mean'/'target_std']``).
+      validation_fraction: share of the subset used for validation.
+      test_fraction: share of the subset used for testing.
+
+    Returns:
+      A cached, read-only :class:`MultiTaskDataset`.
+
+    Raises:
+      ImportError: if ``chemml`` or ``pandas`` is missing (the message gives the install step).
+      ValueError: for an unknown ``target_scaling`` or a subset larger than the file.
+
+    Example:
+      >>> data = chemml_ri(num_molecules=1000)  # doctest: +SKIP
+      >>> data.train.inputs.shape, [t.shape for t in data.train.targets]  # doctest: +SKIP
+      ((800, 60), [(800, 1), (800, 1), (800, 1)])
+
+    Reference: Afzal et al, A Physics-Infused Deep Learning Model for the Prediction of
+    Refractive Indices and Large-Scale Screening of Organic Compound Space (ChemRxiv).
+    """
+    if target_scaling not in CHEMML_TARGET_SCALINGS:
+        raise ValueError(
+            f"target_scaling must be one of {CHEMML_TARGET_SCALINGS}, got {target_scaling!r}"
+        )
+    check_positive(num_molecules=num_molecules)
+    path = os.path.join(locate_package("chemml", "chemml_ri", REAL_DATA_HINT), CHEMML_RI_FILE)
+    require_module("pandas", "chemml_ri", REAL_DATA_HINT)
+    return _chemml_cached(
+        int(num_molecules),
+        int(seed),
+        target_scaling,
+        float(validation_fraction),
+        float(test_fraction),
+        path,
+    )
