@@ -104,7 +104,7 @@ def invalid_arguments(args: argparse.Namespace) -> str | None:
     """What is wrong with the parsed options (checked before any training), or None.
 
     Fills in the default ``--out`` (``bench-out/<suite>`` or ``bench-out/study``) and checks
-    that it can be written.
+    that it can be written and that no folder stands where a results file goes.
     """
     for name in ("steps", "seeds"):
         value = getattr(args, name, None)
@@ -135,7 +135,14 @@ def invalid_arguments(args: argparse.Namespace) -> str | None:
             pass
     except OSError as err:
         return f"cannot write to --out {args.out!r}: {err.strerror or err}"
+    outputs = ("study.json", "study.md") if args.command == "study" else _RESULTS
+    for name in outputs:
+        if os.path.isdir(os.path.join(args.out, name)):
+            return f"{os.path.join(args.out, name)} is a folder: remove it or choose another --out"
     return None
+
+
+_RESULTS = ("results.json", "results.md")
 
 
 def resume_command(argv: Sequence[str], program: str | None = None) -> str:

@@ -176,6 +176,13 @@ def _disk_full(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device", args[0])
 
 
+def folder_at_results_md(ctx):
+    fake_training(ctx)
+    (ctx.tmp / "out" / "results.md").mkdir(parents=True)
+    code, lines = invoke(ctx, [*SMOKE, "--out", _out(ctx)])
+    return code, lines, ctx.trained
+
+
 def disk_full_on_a_run_file(ctx):
     fake_training(ctx)
     ctx.monkeypatch.setattr(run_store, "write_json", _disk_full)
@@ -355,6 +362,18 @@ CASES = [
             [
                 f"autoscale-jax bench: {RUN_FILE} is not a file (a folder stands where this run "
                 "file goes): remove it or choose another --out"
+            ],
+            [],
+        ),
+    ),
+    Case(
+        "folder-at-results-md",
+        folder_at_results_md,
+        (
+            1,
+            [
+                "autoscale-jax bench: TMP/out/results.md is a folder: remove it or choose "
+                "another --out"
             ],
             [],
         ),
