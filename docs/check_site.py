@@ -150,7 +150,7 @@ def scan_page(html: str, examples: int = 0, formulas: int = 0) -> PageReport:
 def _package(name: str) -> Any:
     import griffe
 
-    return griffe.load(name, search_paths=["."])
+    return griffe.load(name, search_paths=[str(pathlib.Path(__file__).resolve().parent.parent)])
 
 
 def _docstrings(identifier: str, options: str) -> list[str]:
