@@ -222,6 +222,12 @@ def run(
         start = time.perf_counter()
         result = jax.block_until_ready(find(*arguments))
         clock.chunks.append(time.perf_counter() - start)
+        if not bool(result.ok):  # the compiled search returns the flag instead of raising
+            raise search.SearchError(
+                f"stage {number}: every candidate's score or parameters were non-finite "
+                f"(rung scores {np.asarray(result.rung_scores).tolist()}): no weights to keep",
+                result,
+            )
         clock.evaluations += search.search_cost(len(candidates), stage["rungs"], stage["keep"])
         params, opt_state, weights = result.params, result.opt_state, result.weights
         weight_rows += [np.asarray(weights)] * (end - done)

@@ -95,3 +95,23 @@ def test_search_starts_from_a_fresh_optimizer_state_unless_told_not_to(monkeypat
     assert int(adam_state.count) == (0 if fresh else ESTIMATION)
     moments = np.concatenate([np.ravel(m) for m in jax.tree.leaves(adam_state.nu)])
     assert (np.max(np.abs(moments)) == 0.0) == fresh
+
+
+def test_a_search_that_did_not_pick_by_score_fails_the_run_loudly(monkeypatch):
+    # The compiled search returns ok=False instead of raising: the bench must not keep going
+    # with the first candidate's (possibly NaN) parameters as if it had won.
+    bench = tiny_benchmark()
+    compiled = search_run._compiled_search
+
+    def failing(*args, **kwargs):
+        find, seconds = compiled(*args, **kwargs)
+
+        def find_not_ok(*arguments):
+            result = find(*arguments)
+            return result._replace(ok=np.asarray(False), nonfinite=np.ones_like(result.nonfinite))
+
+        return find_not_ok, seconds
+
+    monkeypatch.setattr(search_run, "_compiled_search", failing)
+    with pytest.raises(search.SearchError, match="stage 0: every candidate's score"):
+        run_seeds(bench, _config(), (0,), baselines=tiny_report().baselines, **BUDGET)
