@@ -96,6 +96,18 @@ _OPTIONAL_DATA: dict[str, tuple[Callable[[], bool], str]] = {
         _has_module("qm9pack"),
         "qm9pack (pip install 'autoscale-jax[data]')",
     ),
+    "autoscale_jax.bench.datasets._chemml.chemml_ri": (
+        _has_module("chemml"),
+        "chemml (bash .ci/install-data)",
+    ),
+    "autoscale_jax.bench.datasets._molecule_ace.molecule_ace": (
+        lambda: _has_module("MoleculeACE")() and _has_module("rdkit")(),
+        "MoleculeACE and rdkit (bash .ci/install-data)",
+    ),
+    "autoscale_jax.bench.datasets._fingerprints.morgan_fingerprints": (
+        _has_module("rdkit"),
+        "rdkit (bash .ci/install-data)",
+    ),
     "autoscale_jax.bench.datasets._multi_fashion.multi_fashion": (
         _has_fashion_mnist,
         "Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)",

@@ -57,6 +57,9 @@ class BenchmarkFunctions(NamedTuple):
       probe: jitted ``probe(params, weights, batch) -> TaskMetrics`` of the shared trunk.
       data: the training split on the device, ``(inputs, targets)``.
       probe_batch: the fixed training batch the probe measures on.
+      counted_loss_fn: with partial labels (:attr:`Benchmark.partial_labels`) the train
+        step's loss, ``(params, batch) -> (losses [K], label counts [K])``; ``None`` otherwise
+        (the step takes ``loss_fn``). ``loss_fn`` is then its losses alone (masked means).
     """
 
     loss_fn: Callable
@@ -64,6 +67,7 @@ class BenchmarkFunctions(NamedTuple):
     probe: Callable
     data: tuple
     probe_batch: tuple
+    counted_loss_fn: Callable | None = None
 
 
 @dataclasses.dataclass

@@ -17,7 +17,7 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
-from autoscale_jax.bench.datasets import TaskSpec
+from autoscale_jax.bench.datasets import Split, TaskSpec
 
 __all__ = [
     "CONVENTIONS",
@@ -26,6 +26,7 @@ __all__ = [
     "delta_m_both",
     "flatten_metrics",
     "mean_rank",
+    "split_metrics",
     "task_metrics",
 ]
 
@@ -106,6 +107,31 @@ def task_metrics(spec: TaskSpec, predictions: np.ndarray, targets: np.ndarray) -
         else:
             raise ValueError(f"unknown metric {metric!r}; known: {METRIC_NAMES}")
     return results
+
+
+def split_metrics(
+    specs: Sequence[TaskSpec], outputs: Sequence[np.ndarray], split: Split
+) -> tuple[dict[str, float], ...]:
+    """:func:`task_metrics` of every task on a split, over each task's labelled examples only
+    (``split.masks``; every example when it is ``None``).
+
+    Args:
+      specs: the dataset's tasks.
+      outputs: the model's outputs on ``split.inputs``, one array per task.
+      split: the examples and their targets (and masks, for partial labels).
+
+    Returns:
+      One ``{metric: value}`` dict per task.
+    """
+    if split.masks is None:
+        return tuple(
+            task_metrics(spec, out, target)
+            for spec, out, target in zip(specs, outputs, split.targets, strict=True)
+        )
+    return tuple(
+        task_metrics(spec, out[mask], target[mask])
+        for spec, out, target, mask in zip(specs, outputs, split.targets, split.masks, strict=True)
+    )
 
 
 def flatten_metrics(

@@ -88,10 +88,7 @@ def _score_fn(benchmark: Benchmark, reference: TaskMetricDicts) -> Any:
     inputs = jnp.asarray(split.inputs)
 
     def host_score(*outputs: Any) -> np.float32:
-        values = tuple(
-            evaluation.task_metrics(spec, np.asarray(out), target)
-            for spec, out, target in zip(tasks, outputs, split.targets, strict=True)
-        )
+        values = evaluation.split_metrics(tasks, [np.asarray(out) for out in outputs], split)
         return np.float32(relative_score(tasks, values, reference))
 
     def score(params: Any) -> jax.Array:
@@ -155,8 +152,8 @@ def _phase_one(
     phase_config = MethodConfig("autoscale", "autoscale", options)
     method = trainer.method_build(phase_config, benchmark.num_tasks, params)
     functions = trainer.benchmark_functions(benchmark)
-    train = asj.multitask_train_step(
-        functions.loss_fn, method.build(method.args), optax.adam(benchmark.learning_rate)
+    train = trainer.multitask_step(
+        benchmark, method.build(method.args), optax.adam(benchmark.learning_rate)
     )
     state = train.init(params)
     length = options["estimation_steps"]

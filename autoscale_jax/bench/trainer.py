@@ -32,6 +32,7 @@ __all__ = [
     "has_task_weights",
     "initial_params",
     "method_build",
+    "multitask_step",
 ]
 
 PROBE_EXAMPLES = 512
@@ -142,7 +143,7 @@ def _make_chunk_fn(
         method_args: Any, params: Any, state: Any, data: tuple, indices: Any, keys: Any
     ) -> tuple:
         weighting = build(method_args)
-        train = asj.multitask_train_step(loss_fn, weighting, optimizer)
+        train = multitask_step(benchmark, weighting, optimizer)
         inputs, targets = data
         with_weights = has_task_weights(state.weighting)
         with_estimator = isinstance(
@@ -193,7 +194,15 @@ def benchmark_functions(benchmark: Benchmark) -> BenchmarkFunctions:
         return benchmark.cache.functions
     data = benchmark.dataset
     template = models.functional_model(models.build_model(data, seed=0, **benchmark.model_options))
-    loss_fn = models.multitask_loss_fn(template.apply, data.tasks)
+    counted_loss_fn: Callable | None = None
+    loss_fn: Callable = models.multitask_loss_fn(template.apply, data.tasks)
+    if benchmark.partial_labels:
+        counted = models.multitask_loss_fn(template.apply, data.tasks, task_counts=True)
+        counted_loss_fn = counted
+
+        def loss_fn(params: Any, batch: tuple) -> jax.Array:  # the masked means alone
+            return counted(params, batch)[0]
+
     mask = models.trunk_mask(template.params)
     task_grad_fn = asj.task_value_and_grad(loss_fn)
 
@@ -213,8 +222,25 @@ def benchmark_functions(benchmark: Benchmark) -> BenchmarkFunctions:
             jnp.asarray(train.inputs[:probe_count]),
             tuple(jnp.asarray(t[:probe_count]) for t in train.targets),
         ),
+        counted_loss_fn=counted_loss_fn,
     )
     return benchmark.cache.functions
+
+
+def multitask_step(
+    benchmark: Benchmark,
+    weighting: optax.GradientTransformation,
+    optimizer: optax.GradientTransformation,
+) -> asj.TrainStep:
+    """``multitask_train_step`` on the benchmark's loss; with partial labels the loss also
+    returns the label counts (``task_counts=True``), so an absent task reaches the weighting
+    as ``task_mask``."""
+    functions = benchmark_functions(benchmark)
+    if functions.counted_loss_fn is None:
+        return asj.multitask_train_step(functions.loss_fn, weighting, optimizer)
+    return asj.multitask_train_step(
+        functions.counted_loss_fn, weighting, optimizer, task_counts=True
+    )
 
 
 def initial_params(benchmark: Benchmark, seed: int) -> Any:

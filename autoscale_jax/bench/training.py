@@ -60,10 +60,7 @@ def evaluate(benchmark: Benchmark, params: Any, split: Split) -> TaskMetricDicts
     """
     predict = trainer.benchmark_functions(benchmark).predict
     outputs = models.predict_in_batches(predict, params, split.inputs)
-    return tuple(
-        evaluation.task_metrics(spec, out, target)
-        for spec, out, target in zip(benchmark.dataset.tasks, outputs, split.targets, strict=True)
-    )
+    return evaluation.split_metrics(benchmark.dataset.tasks, outputs, split)
 
 
 def batch_indices(num_examples: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
@@ -156,9 +153,9 @@ def run(
     params = trainer.initial_params(benchmark, seed)
     method = trainer.method_build(method_config, k, params)
     weighting = method.build(method.args)
-    state = asj.multitask_train_step(
-        functions.loss_fn, weighting, optax.adam(benchmark.learning_rate)
-    ).init(params)
+    state = trainer.multitask_step(benchmark, weighting, optax.adam(benchmark.learning_rate)).init(
+        params
+    )
     with_weights = trainer.has_task_weights(state.weighting)
     indices = batch_indices(len(benchmark.dataset.train.inputs), batch_size, steps, seed)
     keys = jax.random.split(jax.random.key(seed), steps)

@@ -261,3 +261,25 @@ def test_benchmarks_and_real_suite():
     _require("MoleculeACE", "rdkit")
     pair = ("CHEMBL2047_EC50", "CHEMBL4616_EC50")
     assert load_benchmark("molecule_ace", dataset_options={"targets": pair}).partial_labels
+
+
+def test_partial_label_benchmark_trains_through_the_bench():
+    _require("MoleculeACE", "rdkit", "pandas")
+    from autoscale_jax.bench import trainer, training
+    from autoscale_jax.bench.method_config import MethodConfig
+
+    pair = ("CHEMBL2047_EC50", "CHEMBL4616_EC50")
+    bench = load_benchmark("molecule_ace", dataset_options={"targets": pair})
+    functions = trainer.benchmark_functions(bench)
+    batch = (functions.data[0][:64], tuple(t[:64] for t in functions.data[1]))
+    params = trainer.initial_params(bench, 0)
+    losses, counts = functions.counted_loss_fn(params, batch)
+    np.testing.assert_array_equal(losses, functions.loss_fn(params, batch))
+    masks = [m[:64] for m in bench.dataset.train.masks]
+    np.testing.assert_array_equal(counts, [m.sum() for m in masks])
+    result = training.run(
+        bench, MethodConfig("famo", "famo"), steps=40, batch_size=64, eval_every=20
+    )
+    assert result.selected_step > 0
+    assert np.all(np.isfinite(result.train_losses))
+    assert all(np.isfinite(m["mae"]) for m in result.test_metrics)

@@ -187,8 +187,8 @@ def chemml_ri(
       ValueError: for an unknown ``target_scaling`` or a subset larger than the file.
 
     Example:
-      >>> data = chemml_ri(num_molecules=1000)  # doctest: +SKIP
-      >>> data.train.inputs.shape, [t.shape for t in data.train.targets]  # doctest: +SKIP
+      >>> data = chemml_ri(num_molecules=1000)
+      >>> data.train.inputs.shape, [t.shape for t in data.train.targets]
       ((800, 60), [(800, 1), (800, 1), (800, 1)])
 
     Reference: Afzal et al, A Physics-Infused Deep Learning Model for the Prediction of

@@ -238,8 +238,8 @@ def molecule_ace(
       ValueError: for an unknown split rule or target name.
 
     Example:
-      >>> data = molecule_ace(targets=("CHEMBL2047_EC50", "CHEMBL4616_EC50"))  # doctest: +SKIP
-      >>> len(data.tasks), data.train.inputs.shape[1]  # doctest: +SKIP
+      >>> data = molecule_ace(targets=("CHEMBL2047_EC50", "CHEMBL4616_EC50"))
+      >>> len(data.tasks), data.train.inputs.shape[1]
       (2, 1024)
 
     Reference: van Tilborg, Alenicheva & Grisoni, Exposing the Limitations of Molecular Machine
