@@ -14,15 +14,14 @@ calls ``update(..., presummed=True)`` with that single gradient.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from autoscale_jax import checks, jacobian
+from autoscale_jax import _composition, checks, jacobian
 
 
 class FastPath(NamedTuple):
@@ -65,10 +64,12 @@ class GramianPath(NamedTuple):
 class MultiTaskTransformation(optax.GradientTransformationExtraArgs):
     """An ``optax.GradientTransformationExtraArgs`` that may carry a :class:`FastPath`.
 
-    It is a plain optax transformation everywhere (``optax.chain``, ``inject_hyperparams``,
-    ``apply_if_finite``). Its ``update`` also accepts the keyword ``loss_vjp`` (see
-    :func:`multitask_transformation`), which is how the one-backward-pass fast path survives
-    any wrapper that forwards extra arguments.
+    It is a plain optax transformation, first in ``optax.chain`` / ``named_chain`` and inside
+    ``inject_hyperparams`` (not inside ``optax.apply_if_finite`` or ``optax.MultiSteps``, which
+    decide from the gradients they receive: see :mod:`autoscale_jax.accumulation`). Its
+    ``update`` also accepts the keyword ``loss_vjp`` (see :func:`multitask_transformation`),
+    which is how the one-backward-pass fast path survives any wrapper that forwards extra
+    arguments.
     """
 
     fast_path: FastPath | None = None
@@ -76,32 +77,8 @@ class MultiTaskTransformation(optax.GradientTransformationExtraArgs):
 
 
 TASK_GRADIENT_POLICIES = ("auto", "never")
-# Set while tracing when a multi-task update consumed ``loss_vjp``: the train step checks it,
-# so a chain without a multi-task part fails loudly instead of training on a placeholder.
-_LOSS_VJP_CONSUMED: list[bool] = []
-
-
-@contextlib.contextmanager
-def requires_loss_vjp_consumer(what: str) -> Iterator[None]:
-    """Raises ``TypeError`` unless a multi-task update received ``loss_vjp`` inside the block.
-
-    Why: optax transformations ignore unknown extra arguments, so a chain without a multi-task
-    part would silently train on the placeholder gradients the train steps pass.
-
-    Args:
-      what: the argument that should have held one, for the message.
-    """
-    _LOSS_VJP_CONSUMED.append(False)
-    try:
-        yield
-    finally:
-        consumed = _LOSS_VJP_CONSUMED.pop()
-    if not consumed:
-        raise TypeError(
-            "No multi-task transformation of autoscale_jax received the task losses' VJP: "
-            f"{what} must be one (e.g. asj.autoscale(...)) or a chain/wrapper whose first "
-            "gradient transformation is one."
-        )
+# Every multi-task update reports where it sits to the scope a train step or wrapper opened
+# (autoscale_jax._composition): not first, no optimizer after it, ... fail at trace time.
 
 
 def multitask_transformation(
@@ -144,7 +121,8 @@ def multitask_transformation(
         if loss_vjp is None:
             if not extra_args.get("presummed", False):
                 checks.check_not_parameter_shaped(updates, params)
-            return update(updates, state, params, **extra_args)
+            _composition.started(updates, state, consumer=False)
+            return _composition.finished(update(updates, state, params, **extra_args))
         if task_gradients not in TASK_GRADIENT_POLICIES:
             raise ValueError(
                 f"task_gradients must be one of {TASK_GRADIENT_POLICIES}, got {task_gradients!r}."
@@ -152,8 +130,7 @@ def multitask_transformation(
         losses = extra_args.get("task_losses")
         if losses is None:
             raise ValueError("update(..., loss_vjp=...) needs task_losses= as well.")
-        if _LOSS_VJP_CONSUMED:
-            _LOSS_VJP_CONSUMED[-1] = True
+        _composition.started(updates, state, consumer=True)
         num_tasks = jnp.shape(losses)[0]
 
         def with_task_gradients(state: Any) -> tuple[Any, Any]:
@@ -178,11 +155,14 @@ def multitask_transformation(
                     "This transformation has no fast path: every step needs the per-task "
                     "gradients (use task_gradients='auto', i.e. TrainStep.step)."
                 )
-            return with_task_gradients(state)
+            return _composition.finished(with_task_gradients(state))
         needs = False if task_gradients == "never" else fast_path.needs_task_gradients(state)
         if isinstance(needs, bool):
-            return (with_task_gradients if needs else with_one_gradient)(state)
-        return jax.lax.cond(needs, with_task_gradients, with_one_gradient, state)
+            branch = with_task_gradients if needs else with_one_gradient
+            return _composition.finished(branch(state))
+        return _composition.finished(
+            jax.lax.cond(needs, with_task_gradients, with_one_gradient, state)
+        )
 
     def init_fn(params: Any) -> Any:
         return _distinct_buffers(init(params))
@@ -267,10 +247,10 @@ def needs_task_gradients(tx: optax.GradientTransformation, state: Any) -> Any:
 
     ``tx`` is a multi-task transformation of this library or any optax wrapper whose first
     gradient transformation is one (``optax.chain``, ``inject_hyperparams``,
-    ``apply_if_finite``), found the same way :func:`autoscale_jax.multitask_train_step` finds
-    it. ``False`` means one gradient of ``Σ_k w_k L_k`` is enough (AutoScale after its
-    estimation phase, fixed weights, loss-space methods): switch to
-    ``TrainStep.one_gradient_step``.
+    :func:`autoscale_jax.multi_steps`, :func:`autoscale_jax.accumulation.apply_if_finite`),
+    found the same way :func:`autoscale_jax.multitask_train_step` finds it. ``False`` means
+    one gradient of ``Σ_k w_k L_k`` is enough (AutoScale after its estimation phase, fixed
+    weights, loss-space methods): switch to ``TrainStep.one_gradient_step``.
 
     Args:
       tx: the transformation (or chain) whose ``init`` built ``state``.

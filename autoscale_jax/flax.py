@@ -61,7 +61,7 @@ import optax
 from flax import nnx
 from flax.training import train_state as linen_train_state
 
-from autoscale_jax import base, jacobian, train
+from autoscale_jax import _composition, base, jacobian, train
 
 __all__ = [
     "TrainState",
@@ -254,7 +254,11 @@ def nnx_train_step(
     and computes the K per-task gradients while it needs them, else the single gradient
     ``∇ Σ_k w_k L_k`` (see :func:`autoscale_jax.multitask_train_step`).
     ``task_gradients="never"`` is the one-gradient branch alone (no ``lax.cond``): the cost of
-    a plain optax step, valid once :func:`needs_task_gradients` is False.
+    a plain optax step, valid once :func:`needs_task_gradients` is False (premature: eagerly a
+    ``ValueError``, under ``nnx.jit`` NaN weights, as ``TrainStep.one_gradient_step``).
+    ``optimizer.tx`` is checked as :func:`autoscale_jax.multitask_train_step` checks its
+    ``weighting`` (``ValueError``/``TypeError`` at trace time, leaving ``model`` and
+    ``optimizer`` as they were).
 
     Args:
       loss_fn: ``loss_fn(model, *args) -> losses`` of shape [K].
@@ -269,27 +273,37 @@ def nnx_train_step(
         task_gradients: str = "auto",
         **update_inputs: Any,
     ) -> jax.Array:
+        if task_gradients not in base.TASK_GRADIENT_POLICIES:
+            raise ValueError(f"task_gradients must be 'auto' or 'never', got {task_gradients!r}.")
+        opt_state = _pure(optimizer.opt_state)
+        if task_gradients == "never":
+            train.refuse_premature_one_gradient_step(
+                optimizer.tx, opt_state, 'nnx_train_step(..., task_gradients="never")'
+            )
+        before = _pure(nnx.state(model)), _pure(nnx.state(optimizer))
         graphdef, params, rest = _split(model, optimizer.wrt)
         pure_loss = _pure_loss(loss_fn, graphdef, rest, optimizer.wrt, args)
         losses, vjp_fn, new_rest = jax.vjp(pure_loss, params, has_aux=True)
         jacobian.check_losses(losses)
         nnx.update(model, new_rest)
-
-        def loss_vjp(cotangent: jax.Array) -> Any:
-            return vjp_fn(cotangent)
-
-        with base.requires_loss_vjp_consumer("optimizer.tx"):
-            _optimizer_update(
-                optimizer,
-                model,
-                params,  # a placeholder: the multi-task part uses loss_vjp
-                task_losses=losses,
-                key=key,
-                loss_vjp=loss_vjp,
-                task_gradients=task_gradients,
-                vjp_chunk_size=chunk_size,
-                **update_inputs,
-            )
+        try:
+            with _composition.scope("optimizer.tx", _pure(params), opt_state) as seen:
+                updates = _optimizer_update(
+                    optimizer,
+                    model,
+                    params,  # a placeholder: the multi-task part uses loss_vjp
+                    task_losses=losses,
+                    key=key,
+                    loss_vjp=lambda cotangent: vjp_fn(cotangent),
+                    task_gradients=task_gradients,
+                    vjp_chunk_size=chunk_size,
+                    **update_inputs,
+                )
+            seen.check_train_step(updates, optimizer_given=False)
+        except (ValueError, TypeError):
+            nnx.update(model, before[0])  # eagerly the update may have been applied
+            nnx.update(optimizer, before[1])
+            raise
         return losses
 
     return step
@@ -375,10 +389,10 @@ class TrainState(linen_train_state.TrainState):
         Returns:
           ``(new_state, losses)``.
         """
+        if task_gradients not in base.TASK_GRADIENT_POLICIES:
+            raise ValueError(f"task_gradients must be 'auto' or 'never', got {task_gradients!r}.")
         step = train.multitask_train_step(loss_fn, self.tx)
         run = step.step if task_gradients == "auto" else step.one_gradient_step
-        if task_gradients not in ("auto", "never"):
-            raise ValueError(f"task_gradients must be 'auto' or 'never', got {task_gradients!r}.")
         params, state, losses = run(
             self.params, train.TrainState(self.opt_state, ()), *args, key=key, **update_inputs
         )

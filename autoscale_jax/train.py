@@ -39,9 +39,10 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
-from autoscale_jax import base, modes
+from autoscale_jax import _composition, base, modes
 
 
 class TrainState(NamedTuple):
@@ -97,8 +98,24 @@ def multitask_train_step(
     (``update(..., loss_vjp=vjp)``, see :func:`autoscale_jax.base.multitask_transformation`),
     which computes the K per-task gradients or the single gradient ``∇ Σ_k w_k L_k`` as its
     fast path says. The VJP travels as an extra argument, so the multi-task part may sit inside
-    ``optax.chain``, ``optax.inject_hyperparams`` or ``optax.apply_if_finite``: it must be the
-    first transformation to see the gradients (its input has the task axis).
+    ``optax.chain``, ``optax.named_chain`` or ``optax.inject_hyperparams``, or inside the
+    wrappers :func:`autoscale_jax.multi_steps` and
+    :func:`autoscale_jax.accumulation.apply_if_finite` (which hold the optimizer). It must be
+    the first gradient transformation (its input has the task axis), and exactly one optimizer
+    must follow it (its output is the combined gradient). The step checks the composition when
+    it is traced and refuses, with a ``ValueError`` naming the fix:
+
+    - a transformation before the multi-task part (``optax.chain(optax.adam(...),
+      asj.autoscale(...))`` would train by gradient ascent; ``optax.clip_by_global_norm`` first
+      would clip the stacked gradients); put clipping after it;
+    - two multi-task parts in ``weighting``;
+    - ``optax.apply_if_finite`` or ``optax.MultiSteps`` around the multi-task part (they decide
+      from the placeholder gradients the step passes, so they would protect or accumulate
+      nothing);
+    - no optimizer (``weighting`` ends with the multi-task part and ``optimizer`` is ``None``:
+      ``apply_updates`` would climb the combined gradient), or two (``weighting`` has
+      transformations after the multi-task part *and* ``optimizer`` is given; put them in one
+      place).
 
     Args:
       loss_fn: ``loss_fn(params, *args) -> losses`` of shape [K].
@@ -126,6 +143,7 @@ def multitask_train_step(
     Raises:
       TypeError: at the first step, when no multi-task transformation received the VJP (a
         chain without one, or a wrapper that does not forward extra arguments).
+      ValueError: at the first step, for the compositions listed above.
     """
     modes.check_mode(gradient_mode, loss_fn, num_sampled_tasks, chunk_size)
     weighting = optax.with_extra_args_support(weighting)
@@ -145,7 +163,7 @@ def multitask_train_step(
             **update_inputs: Any,
         ) -> tuple[Any, TrainState, jax.Array]:
             if task_gradients == "never":
-                _refuse_premature_one_gradient_step(weighting, state.weighting)
+                refuse_premature_one_gradient_step(weighting, state.weighting, "one_gradient_step")
             # One forward pass; the multi-task part decides which backward pass to run.
             lin = modes.linearize(
                 loss_fn,
@@ -158,7 +176,7 @@ def multitask_train_step(
                 task_counts=task_counts,
             )
             losses, vjp_fn = lin.losses, lin.loss_vjp
-            with base.requires_loss_vjp_consumer("`weighting`"):
+            with _composition.scope("`weighting`", params, state.weighting) as seen:
                 # The incoming gradients are a placeholder: the multi-task part uses loss_vjp.
                 combined, weighting_state = weighting.update(
                     params,
@@ -172,6 +190,7 @@ def multitask_train_step(
                     **lin.update_inputs,
                     **update_inputs,
                 )
+            seen.check_train_step(combined, optimizer is not None)
             optimizer_state = state.optimizer
             updates = combined
             if optimizer is not None:
@@ -187,11 +206,16 @@ def multitask_train_step(
     return TrainStep(init_fn, build_step("auto"), build_step("never"), needs_task_gradients)
 
 
-def _refuse_premature_one_gradient_step(weighting: Any, state: Any) -> None:
+def refuse_premature_one_gradient_step(weighting: Any, state: Any, what: str) -> None:
     """Raises when, on a concrete state, the weighting still needs per-task gradients.
 
     Only a state-dependent answer (AutoScale's phase) is checked here; a static ``True`` (no
     fast path) is refused by the weighting itself, and under ``jit`` the answer is traced.
+
+    Args:
+      weighting: the transformation (or chain) holding the multi-task part.
+      state: its state.
+      what: the call being refused, for the message.
     """
     try:
         needs = base.needs_task_gradients(weighting, state)
@@ -201,9 +225,9 @@ def _refuse_premature_one_gradient_step(weighting: Any, state: Any) -> None:
         return
     if bool(needs):
         raise ValueError(
-            "one_gradient_step called while the weighting still needs per-task gradients "
-            "(AutoScale's estimation phase): use step until needs_task_gradients(state) is "
-            "False."
+            f"{what} called while the weighting still needs per-task gradients (AutoScale's "
+            "estimation phase): use the step with task gradients until "
+            "needs_task_gradients(...) is False."
         )
 
 
@@ -214,10 +238,22 @@ def linear_scalarization_step(
 
     Used as the reference cost in benchmarks; equal to :func:`multitask_train_step` with
     ``fixed_weights(weights)`` up to that function's bookkeeping.
+
+    Raises:
+      ValueError: when ``weights`` is not a vector, or (at the first step) its length is not
+        the number of losses.
     """
+    if jnp.ndim(weights) != 1:
+        raise ValueError(f"weights must be a [K] vector, got shape {jnp.shape(weights)}.")
+    weights = jnp.asarray(weights)
 
     def scalarized(params: Any, *args: Any) -> tuple[jax.Array, jax.Array]:
         losses = loss_fn(params, *args)
+        if jnp.shape(losses) != weights.shape:
+            raise ValueError(
+                f"weights has shape {weights.shape} but loss_fn returns losses of shape "
+                f"{jnp.shape(losses)}: give one weight per task."
+            )
         return losses @ weights.astype(losses.dtype), losses
 
     grad_fn = jax.grad(scalarized, has_aux=True)

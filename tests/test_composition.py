@@ -16,7 +16,10 @@ WRAPPERS = {
     "inject_hyperparams": lambda tx: optax.inject_hyperparams(
         lambda learning_rate: optax.chain(tx, optax.sgd(learning_rate))
     )(learning_rate=0.1),
-    "apply_if_finite": lambda tx: optax.apply_if_finite(optax.chain(tx, optax.sgd(0.1)), 3),
+    "apply_if_finite": lambda tx: asj.accumulation.apply_if_finite(
+        optax.chain(tx, optax.sgd(0.1)), 3
+    ),
+    "named_chain": lambda tx: optax.named_chain(("weighting", tx), ("sgd", optax.sgd(0.1))),
 }
 
 
@@ -24,7 +27,8 @@ WRAPPERS = {
 def test_needs_task_gradients_follows_the_phase_through_wrappers(wrap):
     loss_fn, params, x, y = regression_problem()
     tx = wrap(asj.autoscale(3, estimation_steps=2, window=1))
-    train = asj.multitask_train_step(loss_fn, tx)
+    optimizer = optax.sgd(0.1) if wrap is WRAPPERS["bare"] else None  # else inside the chain
+    train = asj.multitask_train_step(loss_fn, tx, optimizer)
     state = train.init(params)
     answers = []
     for _ in range(4):

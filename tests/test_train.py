@@ -113,7 +113,7 @@ def test_fast_path_weights_are_nan_during_phase_one():
     "wrap",
     [
         lambda tx: optax.chain(tx, optax.sgd(0.1)),
-        lambda tx: optax.apply_if_finite(optax.chain(tx, optax.sgd(0.1)), 3),
+        lambda tx: asj.accumulation.apply_if_finite(optax.chain(tx, optax.sgd(0.1)), 3),
         lambda tx: optax.inject_hyperparams(
             lambda learning_rate: optax.chain(tx, optax.sgd(learning_rate))
         )(learning_rate=0.1),
