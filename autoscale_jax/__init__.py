@@ -5,7 +5,12 @@ optax transformations that take stacked task gradients and ``task_losses=``.
 """
 
 from autoscale_jax import estimator, methods, metrics, modes, search, weighting
-from autoscale_jax.accumulation import MultiStepsState, multi_steps
+from autoscale_jax.accumulation import (
+    ApplyIfFiniteState,
+    MultiStepsState,
+    apply_if_finite,
+    multi_steps,
+)
 from autoscale_jax.base import (
     FastPath,
     MultiTaskTransformation,
@@ -37,6 +42,7 @@ from autoscale_jax.transform import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApplyIfFiniteState",
     "AutoScaleState",
     "FastPath",
     "FixedWeightsState",
@@ -46,6 +52,7 @@ __all__ = [
     "SplitLoss",
     "TrainState",
     "TrainStep",
+    "apply_if_finite",
     "autoscale",
     "equal_weights",
     "estimator",

@@ -62,7 +62,8 @@ def test_estimation_steps_as_a_numpy_integer_behaves_like_the_int():
     loss_fn, params, x, y = regression_problem()
     results = []
     for steps in (3, np.int64(3), np.int32(3)):
-        train = asj.multitask_train_step(loss_fn, asj.autoscale(3, steps, window=np.int64(1)))
+        weighting = asj.autoscale(3, steps, window=np.int64(1))
+        train = asj.multitask_train_step(loss_fn, weighting, optax.sgd(0.1))
         state = train.init(params)
         phases = []
         p = params
