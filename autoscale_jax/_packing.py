@@ -37,13 +37,33 @@ def pack(tree: Any) -> tuple[jax.Array, ...]:
     )
 
 
-def unpack(packed: tuple[jax.Array, ...], like: Any) -> Any:
-    """The inverse of :func:`pack`: ``like`` (arrays or ``jax.ShapeDtypeStruct``) gives the
-    tree's structure, shapes and dtypes."""
-    leaves, treedef = jax.tree.flatten(like)
+def check_sizes(packed: tuple[jax.Array, ...], like: Any, what: str = "packed records") -> None:
+    """Raises unless ``packed`` has the arrays, dtypes and sizes :func:`pack` gives ``like``.
+
+    Sizes are static, so this holds under ``jit`` too: a state saved by another version of the
+    library (another record layout) or for another task count fails here, not deep in a slice.
+    """
+    leaves = jax.tree.leaves(like)
     dtypes = _dtypes(leaves)
     if len(packed) != len(dtypes):
         raise ValueError(f"expected {len(dtypes)} packed arrays, got {len(packed)}.")
+    for array, dtype in zip(packed, dtypes, strict=True):
+        size = sum(math.prod(leaf.shape) for leaf in leaves if jnp.dtype(leaf.dtype) == dtype)
+        if jnp.shape(array) != (size,) or jnp.dtype(array.dtype) != dtype:
+            raise ValueError(
+                f"The {what} holds a {jnp.dtype(array.dtype)} array of shape "
+                f"{jnp.shape(array)} where this version expects {dtype} of shape ({size},): it "
+                "was saved by another version of autoscale_jax or for another configuration. "
+                "Start from tx.init(params)."
+            )
+
+
+def unpack(packed: tuple[jax.Array, ...], like: Any) -> Any:
+    """The inverse of :func:`pack`: ``like`` (arrays or ``jax.ShapeDtypeStruct``) gives the
+    tree's structure, shapes and dtypes (checked with :func:`check_sizes`)."""
+    leaves, treedef = jax.tree.flatten(like)
+    dtypes = _dtypes(leaves)
+    check_sizes(packed, like)
     offsets = [0] * len(dtypes)
     out = []
     for leaf in leaves:

@@ -31,10 +31,36 @@ class FastPath(NamedTuple):
       needs_task_gradients: ``state -> bool`` (a Python bool when it is known statically).
       weights: ``(state, task_losses, key) -> [K] weights`` used when no task gradient is
         computed; ``update(Σ_k w_k g_k, ..., presummed=True)`` must follow with these weights.
+        With partial labels (``task_mask``) the weights of absent tasks are set to 0.
+      takes_task_mask: ``weights`` takes an optional fourth argument, the ``task_mask`` ([K]
+        bools or ``None``), because the weights of the present tasks depend on it (loss-space
+        methods).
     """
 
     needs_task_gradients: Callable[[Any], Any]
-    weights: Callable[[Any, jax.Array, jax.Array | None], jax.Array]
+    weights: Callable[..., jax.Array]
+    takes_task_mask: bool = False
+
+
+def fast_path_weights(
+    fast_path: FastPath, state: Any, task_losses: Any, key: Any, task_mask: Any = None
+) -> jax.Array:
+    """The fast path's weights; with a ``task_mask``, 0 for the absent tasks.
+
+    Args:
+      fast_path: the :class:`FastPath`.
+      state: the transformation's state.
+      task_losses: [K] losses.
+      key: the step's PRNG key or ``None``.
+      task_mask: [K] bools, the tasks present in the batch (partial labels), or ``None``.
+    """
+    if fast_path.takes_task_mask:
+        weights = fast_path.weights(state, task_losses, key, task_mask)
+    else:
+        weights = fast_path.weights(state, task_losses, key)
+    if task_mask is None:
+        return weights
+    return jnp.where(checks.check_task_mask(task_mask, jnp.shape(weights)[0]), weights, 0)
 
 
 class GramianPath(NamedTuple):
@@ -144,7 +170,9 @@ def multitask_transformation(
 
         def with_one_gradient(state: Any) -> tuple[Any, Any]:
             assert fast_path is not None  # only reached with a fast path
-            weights = fast_path.weights(state, losses, extra_args.get("key"))
+            weights = fast_path_weights(
+                fast_path, state, losses, extra_args.get("key"), extra_args.get("task_mask")
+            )
             (combined,) = loss_vjp(weights.astype(jnp.asarray(losses).dtype))
             combined = _like_params(combined, params)
             return update(combined, state, params, presummed=True, **extra_args)
@@ -224,6 +252,9 @@ def _gramian_update(
     if gramian_path.prior_weights is None:
         return measured_update(None)
     known, prior = gramian_path.prior_weights(state)
+    present = checks.check_task_mask(extra_args.get("task_mask"), losses.shape[0])
+    if present is not None:  # partial labels: an absent task gets weight 0
+        prior = jnp.where(present, prior, 0)
     return jax.lax.cond(known, lambda: measured_update(prior), lambda: measured_update(None))
 
 
@@ -307,21 +338,36 @@ def _like_params(grads: Any, params: Any) -> Any:
     return jax.tree.unflatten(params_def, leaves)
 
 
-def weighted_sum(task_grads: Any, weights: jax.Array) -> Any:
-    """Combines stacked task gradients ``Σ_k w_k g_k`` leaf by leaf (keeps each leaf's dtype)."""
+def weighted_sum(task_grads: Any, weights: jax.Array, present: jax.Array | None = None) -> Any:
+    """Combines stacked task gradients ``Σ_k w_k g_k`` leaf by leaf (keeps each leaf's dtype).
+
+    With ``present`` ([K] bools, partial labels) only the present tasks' rows enter the sum, so
+    a placeholder gradient of an absent task (even NaN) never reaches the update.
+    """
+    if present is not None:
+        task_grads = jax.tree.map(
+            lambda g: jnp.where(present.reshape((-1,) + (1,) * (g.ndim - 1)), g, 0), task_grads
+        )
     return jax.tree.map(lambda g: jnp.tensordot(weights.astype(g.dtype), g, axes=1), task_grads)
 
 
-def combine(task_grads: Any, weights: jax.Array, num_tasks: int, presummed: bool) -> Any:
+def combine(
+    task_grads: Any,
+    weights: jax.Array,
+    num_tasks: int,
+    presummed: bool,
+    present: jax.Array | None = None,
+) -> Any:
     """A loss-space method's update: ``Σ_k w_k g_k``, or the presummed gradient as it is.
 
     With ``presummed=True`` the caller (the fast path of :mod:`autoscale_jax.train`) already
-    computed ``∇ Σ_k w_k L_k`` with these same weights, in one backward pass.
+    computed ``∇ Σ_k w_k L_k`` with these same weights, in one backward pass. ``present``:
+    see :func:`weighted_sum`.
     """
     if presummed:
         return task_grads
     checks.check_task_gradients(task_grads, num_tasks)
-    return weighted_sum(task_grads, weights)
+    return weighted_sum(task_grads, weights, present)
 
 
 def loss_space_fast_path(weights: Any) -> FastPath:

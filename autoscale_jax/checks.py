@@ -16,6 +16,7 @@ __all__ = [
     "check_positive_int",
     "check_task_gradients",
     "check_task_losses",
+    "check_task_mask",
 ]
 
 
@@ -103,3 +104,24 @@ def check_task_losses(task_losses: Any, num_tasks: int, *, required: bool = True
     if task_losses.shape != (num_tasks,):
         raise ValueError(f"task_losses must have shape ({num_tasks},), got {task_losses.shape}.")
     return task_losses
+
+
+def check_task_mask(task_mask: Any, num_tasks: int) -> Any:
+    """Validates the ``task_mask`` keyword: ``None`` or [K] bools, the tasks present in the
+    batch (partial labels); returns it as a bool array or ``None``.
+
+    Raises:
+      ValueError: for a shape other than ``(num_tasks,)``.
+      TypeError: for a non-boolean dtype (counts or 0/1 floats: pass ``counts > 0``).
+    """
+    if task_mask is None:
+        return None
+    mask = jnp.asarray(task_mask)
+    if mask.shape != (num_tasks,):
+        raise ValueError(f"task_mask must have shape ({num_tasks},), got {mask.shape}.")
+    if mask.dtype != jnp.bool_:
+        raise TypeError(
+            f"task_mask must be booleans (the tasks present in the batch), got dtype "
+            f"{mask.dtype}: pass counts > 0, not the counts themselves."
+        )
+    return mask

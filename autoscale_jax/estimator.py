@@ -25,7 +25,16 @@ partial labels only the Gramian entries ``(i, j)`` of tasks seen together and th
 present tasks are summed, each entry with its own count, so every window mean is the mean over
 the samples that observed it (unbiased when the tasks seen are drawn independently of the
 gradients). An entry never observed in a window has mean 0: a task with no sample gets the
-neutral weight (the mean of the others') from the guides.
+neutral weight (the mean of the others') from the guides. ``observed`` counts each task's
+usable samples since init, so a task never observed is reported, not guessed.
+
+Unusable samples. A sample adds nothing to the window, and is counted by reason, when it is
+not finite (``skipped``), when no task is present (``empty``: partial labels with nothing
+labelled) or when the guide cannot use it (``degenerate``): with a Gramian guide
+(``uses="gramian"``) an all-zero Gramian of the observed tasks (a metric mask that selects no
+shared leaf, heads that share no parameter); with the loss guide (``uses="losses"``) a
+negative observed loss or observed losses that are all zero. ``estimates`` counts the windows
+that closed with at least one usable sample: none means the phase produced no estimate.
 
 Example:
   >>> stats = init_window_statistics(num_tasks=2)
@@ -42,6 +51,7 @@ import jax
 import jax.numpy as jnp
 
 AGGREGATIONS = ("last_half", "last", "mean", "ema")
+GUIDE_INPUTS = ("gramian", "losses")
 
 
 class Aggregation(NamedTuple):
@@ -87,9 +97,13 @@ class WindowStatistics(NamedTuple):
     gramian_count: jax.Array  # [K, K] int32: samples per Gramian entry in the window
     loss_sum: jax.Array  # [K] sum of the observed finite losses in the window
     loss_count: jax.Array  # [K] int32: samples per loss in the window
-    count: jax.Array  # type: ignore[assignment]  # int32: finite samples in the current window
+    count: jax.Array  # type: ignore[assignment]  # int32: usable samples in the current window
     skipped: jax.Array  # int32: non-finite samples skipped since init
+    empty: jax.Array  # int32: samples with no task present (nothing labelled) since init
+    degenerate: jax.Array  # int32: finite samples the guide cannot use (see the module doc)
+    observed: jax.Array  # [K] int32: usable samples per task since init (0: never observed)
     windows_closed: jax.Array  # int32: windows whose weights were aggregated
+    estimates: jax.Array  # int32: closed windows that had at least one usable sample
     aggregate: jax.Array  # [K] running aggregate of the closed windows' weights
     aggregated: jax.Array  # int32: windows folded into ``aggregate``
 
@@ -105,7 +119,11 @@ def init_window_statistics(num_tasks: int) -> WindowStatistics:
         loss_count=jnp.zeros((num_tasks,), jnp.int32),
         count=zero,
         skipped=zero,
+        empty=zero,
+        degenerate=zero,
+        observed=jnp.zeros((num_tasks,), jnp.int32),
         windows_closed=zero,
+        estimates=zero,
         aggregate=jnp.zeros((num_tasks,), jnp.float32),
         aggregated=zero,
     )
@@ -127,14 +145,73 @@ def is_finite_sample(
     return jnp.all(jnp.isfinite(G) | ~pairs) & jnp.all(jnp.isfinite(losses) | ~task_mask)
 
 
+class SampleStatus(NamedTuple):
+    """Why a sample is or is not added to the window (bool scalars, see the module doc)."""
+
+    finite: jax.Array
+    empty: jax.Array
+    degenerate: jax.Array
+
+    @property
+    def usable(self) -> jax.Array:
+        return self.finite & ~self.empty & ~self.degenerate
+
+
+def _masks(num_tasks: int, task_mask: jax.Array | None, loss_mask: jax.Array | None) -> tuple:
+    task_mask = jnp.ones((num_tasks,), bool) if task_mask is None else jnp.asarray(task_mask, bool)
+    loss_mask = task_mask if loss_mask is None else jnp.asarray(loss_mask, bool)
+    return task_mask, loss_mask
+
+
+def sample_status(
+    G: jax.Array,
+    losses: jax.Array,
+    task_mask: jax.Array | None = None,
+    loss_mask: jax.Array | None = None,
+    uses: str = "gramian",
+) -> SampleStatus:
+    """Classifies one sample: finite, empty (no task present) or degenerate for the guide.
+
+    Args:
+      G: [K, K] Gramian (entries of unobserved tasks are ignored).
+      losses: [K] task losses.
+      task_mask: optional [K] bools, the tasks whose gradients were observed.
+      loss_mask: optional [K] bools, the tasks whose losses were observed (default
+        ``task_mask``).
+      uses: what the guide reads: ``"gramian"`` (``"gms"``, ``"cond"``) or ``"losses"``
+        (``"loss"``).
+
+    Returns:
+      A :class:`SampleStatus`; ``status.usable`` says whether the sample is added.
+
+    Example:
+      >>> sample_status(jnp.zeros((2, 2)), jnp.ones(2)).degenerate    # nothing measured
+      Array(True, dtype=bool)
+    """
+    if uses not in GUIDE_INPUTS:
+        raise ValueError(f"uses must be one of {GUIDE_INPUTS}, got {uses!r}.")
+    task_mask, loss_mask = _masks(losses.shape[0], task_mask, loss_mask)
+    finite = is_finite_sample(G, losses, task_mask) & jnp.all(jnp.isfinite(losses) | ~loss_mask)
+    if uses == "gramian":
+        empty = ~jnp.any(task_mask)
+        degenerate = ~jnp.any((jnp.diagonal(G) > 0) & task_mask)
+    else:
+        empty = ~jnp.any(loss_mask)
+        negative = jnp.any((losses < 0) & loss_mask)
+        degenerate = negative | ~jnp.any((losses > 0) & loss_mask)
+    return SampleStatus(finite, empty & finite, degenerate & finite & ~empty)
+
+
 def accumulate(
     stats: WindowStatistics,
     G: jax.Array,
     losses: jax.Array,
     task_mask: jax.Array | None = None,
     loss_mask: jax.Array | None = None,
+    *,
+    uses: str = "gramian",
 ) -> WindowStatistics:
-    """Adds one sample to the current window; a non-finite sample is skipped and counted.
+    """Adds one sample to the current window; an unusable sample is counted by reason only.
 
     Args:
       stats: the statistics.
@@ -144,25 +221,27 @@ def accumulate(
         partial labels); entry ``(i, j)`` counts when both are.
       loss_mask: optional [K] bools, the tasks whose losses were observed (default
         ``task_mask``).
+      uses: what the guide reads, ``"gramian"`` or ``"losses"`` (see :func:`sample_status`).
 
     Returns:
       The updated statistics.
     """
-    num_tasks = losses.shape[0]
-    if task_mask is None:
-        task_mask = jnp.ones((num_tasks,), bool)
-    task_mask = jnp.asarray(task_mask, bool)
-    loss_mask = task_mask if loss_mask is None else jnp.asarray(loss_mask, bool)
-    finite = is_finite_sample(G, losses, task_mask) & jnp.all(jnp.isfinite(losses) | ~loss_mask)
-    pairs = task_mask[:, None] & task_mask[None, :] & finite
-    seen_losses = loss_mask & finite
+    status = sample_status(G, losses, task_mask, loss_mask, uses)
+    task_mask, loss_mask = _masks(losses.shape[0], task_mask, loss_mask)
+    usable = status.usable
+    pairs = task_mask[:, None] & task_mask[None, :] & usable
+    seen_losses = loss_mask & usable
+    seen_tasks = (task_mask if uses == "gramian" else loss_mask) & usable
     return stats._replace(
         gramian_sum=stats.gramian_sum + jnp.where(pairs, G, 0.0).astype(jnp.float32),
         gramian_count=stats.gramian_count + pairs.astype(jnp.int32),
         loss_sum=stats.loss_sum + jnp.where(seen_losses, losses, 0.0).astype(jnp.float32),
         loss_count=stats.loss_count + seen_losses.astype(jnp.int32),
-        count=stats.count + finite.astype(jnp.int32),
-        skipped=stats.skipped + (~finite).astype(jnp.int32),
+        count=stats.count + usable.astype(jnp.int32),
+        skipped=stats.skipped + (~status.finite).astype(jnp.int32),
+        empty=stats.empty + status.empty.astype(jnp.int32),
+        degenerate=stats.degenerate + status.degenerate.astype(jnp.int32),
+        observed=stats.observed + seen_tasks.astype(jnp.int32),
     )
 
 
@@ -207,6 +286,7 @@ def close_window(
         loss_count=jnp.zeros_like(stats.loss_count),
         count=jnp.zeros_like(stats.count),
         windows_closed=index + 1,
+        estimates=stats.estimates + (stats.count > 0).astype(jnp.int32),
         aggregate=aggregate,
         aggregated=aggregated,
     )

@@ -27,9 +27,14 @@ estimate ``G_ij / π_ij`` (unbiased, but their weights are nonlinear in it: appr
 
 Partial labels: with ``task_counts=True``, ``loss_fn`` returns ``(losses, counts)`` with
 ``counts`` [K] the examples labelled for each task in the batch; ``task_mask = counts > 0``
-reaches the weighting's update, and AutoScale's estimator records no Gramian or loss sample of
-an absent task. Write each task loss as a masked mean that is 0 with no label, e.g.
-``sum(mask_k * l_k) / max(count_k, 1)``, so an absent task also has a zero gradient.
+reaches the weighting's update: every method gives an absent task weight 0 and trains the
+present ones (see :mod:`autoscale_jax.methods._bases`), and AutoScale's estimator records no
+Gramian or loss sample of an absent task. Write each task loss as a masked mean that is 0 with
+no label, e.g. ``sum(mask_k * l_k) / max(count_k, 1)``, so an absent task also has a zero
+gradient. Counts must be finite and >= 0: a negative or non-finite count raises a
+``ValueError`` where the counts are concrete; under ``jit`` that task counts as present with
+a NaN loss (the step returns it, AutoScale counts the sample as skipped, loss-space methods
+keep their previous weights).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from autoscale_jax import jacobian, metrics
 
@@ -73,10 +79,14 @@ def check_mode(
             "loss_fn=asj.SplitLoss(representation=..., heads=...)."
         )
     if mode == "sampled":
-        if not isinstance(num_sampled_tasks, int) or num_sampled_tasks < 2:
+        if (
+            isinstance(num_sampled_tasks, bool | np.bool_)
+            or not isinstance(num_sampled_tasks, int | np.integer)
+            or num_sampled_tasks < 2
+        ):
             raise ValueError(
-                "gradient_mode='sampled' needs num_sampled_tasks, a Python int >= 2, got "
-                f"{num_sampled_tasks!r}."
+                "gradient_mode='sampled' needs num_sampled_tasks, a Python or NumPy int >= 2, "
+                f"got {num_sampled_tasks!r}."
             )
     elif num_sampled_tasks is not None:
         raise ValueError("num_sampled_tasks is only used with gradient_mode='sampled'.")
@@ -157,6 +167,8 @@ def linearize(
     """
     counts = None
     inputs: dict = {}
+    if num_sampled_tasks is not None:
+        num_sampled_tasks = int(num_sampled_tasks)  # a NumPy integer works as a Python one
     if mode in ("representation", "last_layer"):
         losses, loss_vjp, heads_vjp, counts = _split_linearization(
             loss_fn, params, args, task_counts
@@ -226,13 +238,35 @@ def linearize(
             inputs["task_gramian"] = task_gramian
     jacobian.check_losses(losses)
     if counts is not None:
-        counts = jnp.asarray(counts)
-        if counts.shape != losses.shape:
-            raise ValueError(
-                f"task counts must have the losses' shape {losses.shape}, got {counts.shape}."
-            )
-        inputs["task_mask"] = counts > 0
+        losses, inputs["task_mask"] = _checked_counts(counts, losses)
     return Linearization(losses, loss_vjp, inputs)
+
+
+def _checked_counts(counts: Any, losses: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(losses, task_mask)`` from the per-task label counts of ``task_counts=True``.
+
+    A negative or non-finite count raises where concrete; under ``jit`` that task counts as
+    present with a NaN loss, so the fault shows in the step's losses and in the weighting's
+    handling of non-finite losses instead of passing as an absent task.
+    """
+    counts = jnp.asarray(counts)
+    if counts.shape != losses.shape:
+        raise ValueError(
+            f"task counts must have the losses' shape {losses.shape}, got {counts.shape}."
+        )
+    if jnp.issubdtype(counts.dtype, jnp.bool_):
+        counts = counts.astype(jnp.int32)
+    valid = jnp.isfinite(counts) & (counts >= 0)
+    if not isinstance(valid, jax.core.Tracer):
+        if not bool(jnp.all(valid)):
+            raise ValueError(
+                "task_counts=True: loss_fn returned per-task label counts "
+                f"{np.asarray(counts).tolist()}; counts must be finite and >= 0 (the examples "
+                "labelled for each task in the batch, 0 for a task with no label)."
+            )
+        return losses, counts > 0
+    losses = jnp.where(valid, losses, jnp.nan).astype(losses.dtype)
+    return losses, (counts > 0) | ~valid
 
 
 def task_gramian(

@@ -13,62 +13,23 @@ has the extra task axis.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from autoscale_jax import _packing, base, checks, estimator, jacobian, metrics, weighting
-from autoscale_jax.metrics import TaskMetrics
-
-
-class AutoScaleState(NamedTuple):
-    """State of :func:`autoscale`.
-
-    Attributes:
-      step: int32 steps taken; phase 1 while ``step < estimation_steps``.
-      task_weights: [K] weights for the next step (fixed once phase 1 ends).
-      phase_one_records: the estimator's window statistics and the latest metrics snapshot,
-        packed into one float32 and one int32 array (read them as the properties below): O(K²)
-        numbers whatever ``estimation_steps`` is. Phase 2 passes them through untouched, and
-        two arrays cost a jitted step less dispatch time than sixteen.
-
-    Properties:
-      window_statistics: the :class:`~autoscale_jax.estimator.WindowStatistics`: window sums
-        and the running aggregate of the window weights.
-      metrics: the :class:`~autoscale_jax.metrics.TaskMetrics` of the latest phase-1 step, at
-        the weights it trained with (NaN before the first finite sample); frozen in phase 2,
-        which computes no Gramian.
-    """
-
-    step: jax.Array
-    task_weights: jax.Array
-    phase_one_records: tuple[jax.Array, ...]
-
-    @property
-    def window_statistics(self) -> estimator.WindowStatistics:
-        return _unpack_records(self)[0]
-
-    @property
-    def metrics(self) -> TaskMetrics:
-        return _unpack_records(self)[1]
-
-
-def _new_records(num_tasks: int) -> tuple:
-    return estimator.init_window_statistics(num_tasks), metrics.empty_task_metrics()
-
-
-@functools.cache
-def _records_like(num_tasks: int) -> Any:
-    return jax.eval_shape(functools.partial(_new_records, num_tasks))
-
-
-def _unpack_records(state: AutoScaleState) -> tuple[estimator.WindowStatistics, TaskMetrics]:
-    """The window statistics and metrics snapshot held packed in ``state``."""
-    num_tasks = jnp.shape(state.task_weights)[0]
-    return _packing.unpack(state.phase_one_records, _records_like(num_tasks))
+from autoscale_jax import (
+    _autoscale_state,
+    _packing,
+    base,
+    checks,
+    estimator,
+    jacobian,
+    metrics,
+    weighting,
+)
+from autoscale_jax._autoscale_state import AutoScaleState
 
 
 def autoscale(
@@ -107,16 +68,33 @@ def autoscale(
     and trains with one VJP of ``Σ_k w_k L_k`` (see :mod:`autoscale_jax.modes`). The state is
     O(K²) whatever ``estimation_steps`` is.
 
-    Non-finite Gramians or losses during phase 1 are skipped (counted in
-    ``state.window_statistics.skipped``) and never change the weights; a window without a finite
-    sample keeps the previous weights. A task whose gradient is zero gets the mean weight of the
-    others. The combined update passes non-finite gradients through unchanged: chain
-    ``optax.apply_if_finite`` after it to drop such steps.
+    Unusable phase-1 samples never change the weights and are counted by reason in
+    ``state.window_statistics``: ``skipped`` (non-finite Gramian or losses), ``empty`` (no task
+    present) and ``degenerate`` (what the guide cannot use: an all-zero Gramian of the present
+    tasks for ``"gms"``/``"cond"``, e.g. ``metric_mask="shared"`` on a model with no shared
+    leaf; a negative loss, or all losses zero, for ``"loss"``). A window without a usable
+    sample keeps the previous weights; a phase without one ends with NaN weights (no estimate:
+    training stops loudly instead of falling back to equal weights). A task whose gradient is
+    zero gets the mean weight of the others. The combined update passes non-finite gradients
+    through unchanged: chain ``optax.apply_if_finite`` after it to drop such steps.
+
+    Partial labels (``task_mask``): an absent task adds no Gramian or loss sample and gets
+    weight 0 in the step's update. A task never observed in phase 1 is reported by
+    ``state.never_observed`` and gets the neutral weight, the mean of the others' (NaN weights
+    for all tasks if none was observed).
+
+    Checkpoints: the state carries a fingerprint of the configuration (``num_tasks``,
+    ``estimation_steps``, ``window``, ``guide``, ``warm_start``, ``aggregate``, ``metric_mask``,
+    ``cond_iterations``). An update with a state made by another configuration raises a
+    ``ValueError`` when the state is concrete; under ``jit`` it sets
+    ``state.config_mismatch`` and NaN weights.
 
     Args:
       num_tasks: K >= 2, static.
       estimation_steps: phase-1 length ``T1 >= 1`` (a few percent of training is typical).
-      guide: ``"gms"``, ``"cond"`` or ``"loss"``.
+      guide: ``"gms"``, ``"cond"`` or ``"loss"`` (``w_k ∝ 1/L̄_k`` needs non-negative losses:
+        a negative one raises a ``ValueError`` where the losses are concrete and is an unusable
+        sample under ``jit``).
       window: steps per window ``τ >= 1``.
       warm_start: set the weights from step 0's own Gramian (otherwise start at equal weights).
       aggregate: how window weights become ``w*``: ``"last_half"``, ``"last"``, ``"mean"`` or
@@ -133,7 +111,8 @@ def autoscale(
       (used by the fast path in phase 2) means ``task_grads`` is already ``Σ_k w*_k g_k``; its
       fast-path weights are NaN during phase 1, so a phase-1 fast step cannot pass silently.
       ``task_mask`` ([K] bools, e.g. ``counts > 0`` with partial labels) marks the tasks
-      present in the batch: an absent task adds no Gramian or loss sample to the window.
+      present in the batch: an absent task adds no Gramian or loss sample to the window and
+      gets weight 0 in the update.
       Its :class:`~autoscale_jax.base.GramianPath` is the same update from a Gramian measured
       elsewhere (the Gramian-only, representation, last-layer and sampled modes of
       :func:`autoscale_jax.train.multitask_train_step`).
@@ -156,31 +135,61 @@ def autoscale(
     window = checks.check_positive_int("window", window)
     metric_mask = metrics.check_metric_mask(metric_mask)
     rule = weighting.guide_rule(guide, cond_iterations=cond_iterations)
+    uses = "losses" if guide == "loss" else "gramian"
     num_windows = -(-estimation_steps // window)
     agg = estimator.aggregation(aggregate, num_windows)
+    config = {
+        "num_tasks": num_tasks,
+        "estimation_steps": estimation_steps,
+        "window": window,
+        "guide": guide,
+        "warm_start": bool(warm_start),
+        "aggregate": aggregate,
+        "metric_mask": metric_mask,
+        "cond_iterations": cond_iterations,
+    }
+    fingerprint = _autoscale_state.fingerprint(config)
 
     def init_fn(params: Any) -> AutoScaleState:
         del params
         return AutoScaleState(
             step=jnp.zeros((), jnp.int32),
             task_weights=jnp.ones((num_tasks,), jnp.float32),
-            phase_one_records=_packing.pack(_new_records(num_tasks)),
+            phase_one_records=_packing.pack(_autoscale_state.new_records(num_tasks, fingerprint)),
         )
+
+    def check_config(state: AutoScaleState) -> tuple[Any, AutoScaleState]:
+        return _autoscale_state.check_config(state, num_tasks, fingerprint, config)
+
+    def check_losses(losses: jax.Array, loss_mask: Any, state: AutoScaleState) -> None:
+        """The loss guide's weights 1/L̄ need non-negative losses: raises where concrete."""
+        if guide != "loss" or isinstance(losses, jax.core.Tracer):
+            return
+        if isinstance(state.step, jax.core.Tracer) or int(state.step) >= estimation_steps:
+            return
+        seen = np.ones(num_tasks, bool) if loss_mask is None else np.asarray(loss_mask)
+        values = np.asarray(losses)
+        if np.any((values < 0) & seen):
+            raise ValueError(
+                f"guide='loss' sets w_k ∝ 1/L̄_k and needs non-negative task_losses, got "
+                f"{values.tolist()}: shift the losses by a lower bound (L_k - min L_k) or use "
+                "guide='gms'."
+            )
 
     def estimate(G: jax.Array, losses: jax.Array, state: AutoScaleState, mask: Any) -> tuple:
         """One phase-1 step: returns the weights to train with now and the next state."""
         task_mask, loss_mask = mask
-        finite = estimator.is_finite_sample(G, losses, task_mask)
+        usable = estimator.sample_status(G, losses, task_mask, loss_mask, uses).usable
         observed_G, observed_losses = _observed(G, losses, task_mask, loss_mask)
         weights = state.task_weights
         if warm_start:
             weights = jax.lax.cond(
-                (state.step == 0) & finite,
+                (state.step == 0) & usable,
                 lambda: rule(observed_G, observed_losses),
                 lambda: weights,
             )
-        stats, last_metrics = _unpack_records(state)
-        stats = estimator.accumulate(stats, G, losses, task_mask, loss_mask)
+        stats, last_metrics, check = _autoscale_state.unpack_records(state)
+        stats = estimator.accumulate(stats, G, losses, task_mask, loss_mask, uses=uses)
         last_step = state.step == estimation_steps - 1
         window_ends = ((state.step + 1) % window == 0) | last_step
 
@@ -192,21 +201,19 @@ def autoscale(
             return chosen, estimator.close_window(stats, chosen, agg)
 
         next_weights, stats = jax.lax.cond(window_ends, close, lambda s: (weights, s), stats)
-        # No finite sample in all of phase 1: there is no estimate. NaN weights say so (and
+        # No usable sample in all of phase 1: there is no estimate. NaN weights say so (and
         # stop training loudly) instead of a silent fallback to the initial equal weights.
         next_weights = jax.lax.cond(
             last_step,
-            lambda: jnp.where(
-                stats.skipped >= estimation_steps, jnp.nan, estimator.aggregated_weights(stats)
-            ),
+            lambda: jnp.where(stats.estimates == 0, jnp.nan, estimator.aggregated_weights(stats)),
             lambda: next_weights,
         )
         snapshot = jax.lax.cond(
-            finite,
+            usable,
             lambda: metrics.task_metrics(observed_G, observed_losses, weights),
             lambda: last_metrics,
         )
-        records = _packing.pack((stats, snapshot))
+        records = _packing.pack((stats, snapshot, check))
         return weights, state._replace(task_weights=next_weights, phase_one_records=records)
 
     def advance(
@@ -222,7 +229,8 @@ def autoscale(
         over the K stacked gradients made XLA:CPU's phase-1 step ~1.4x dearer than MGDA's.
         """
         losses = checks.check_task_losses(losses, num_tasks)
-        mask = (_as_mask(task_mask, num_tasks), _as_mask(loss_mask, num_tasks))
+        check_losses(losses, task_mask if loss_mask is None else loss_mask, state)
+        mask = (task_mask, loss_mask)
 
         def phase_one(state: AutoScaleState) -> tuple:
             return estimate(G, losses, state, mask)
@@ -243,6 +251,8 @@ def autoscale(
         **extra_args: Any,
     ) -> tuple[Any, AutoScaleState]:
         del params, extra_args
+        present = checks.check_task_mask(task_mask, num_tasks)
+        ok, state = check_config(state)
         if presummed:
             # The fast path computed Σ w*_k g_k itself. In phase 1 its weights were NaN (a
             # premature one-gradient step): the state's weights turn NaN too, so
@@ -252,8 +262,9 @@ def autoscale(
             return task_grads, state._replace(step=state.step + 1, task_weights=weights)
         checks.check_task_gradients(task_grads, num_tasks)
         G = metrics.gramian(task_grads, metric_mask)
-        weights, state = advance(state, G, task_losses, task_mask)
-        return base.weighted_sum(task_grads, weights), state
+        weights, state = advance(state, G, task_losses, present)
+        applied = _absent_zero(weights, present)
+        return base.weighted_sum(task_grads, applied, present), _autoscale_state.poison(ok, state)
 
     def weights_from_gramian(
         state: AutoScaleState,
@@ -265,14 +276,18 @@ def autoscale(
         """The update from a Gramian measured elsewhere; the estimator keeps, per entry, the
         samples that observed it (task sampling) of the tasks present (partial labels)."""
         del key
-        present = _as_mask(task_mask, num_tasks)
+        present = checks.check_task_mask(task_mask, num_tasks)
+        ok, state = check_config(state)
         measured = _and_masks(observed.task_mask, present)
+        loss_mask = present
         if present is None and measured is not None:
-            present = jnp.ones((num_tasks,), bool)  # sampling: every loss is still measured
-        return advance(state, observed.gramian, task_losses, measured, present)
+            loss_mask = jnp.ones((num_tasks,), bool)  # sampling: every loss is still measured
+        weights, state = advance(state, observed.gramian, task_losses, measured, loss_mask)
+        return _absent_zero(weights, present), _autoscale_state.poison(ok, state)
 
     def fast_path_weights(state: AutoScaleState, task_losses: Any, key: Any) -> jax.Array:
         # Phase-1 weights are still being measured: NaN makes a misuse loud, at K-element cost.
+        _, state = check_config(state)
         return jnp.where(state.step < estimation_steps, jnp.nan, state.task_weights)
 
     fast_path = base.FastPath(
@@ -283,20 +298,15 @@ def autoscale(
     def prior_weights(state: AutoScaleState) -> tuple[jax.Array, jax.Array]:
         # Only the warm-start step trains with weights from its own Gramian.
         known = (state.step > 0) if warm_start else jnp.ones((), bool)
-        return known, state.task_weights
+        return known, check_config(state)[1].task_weights
 
     gramian_path = base.GramianPath(weights_from_gramian, metric_mask, prior_weights)
     return base.multitask_transformation(init_fn, update_fn, fast_path, gramian_path)
 
 
-def _as_mask(mask: Any, num_tasks: int) -> jax.Array | None:
-    """``None`` or a [K] bool array (a task mask of the partial-observation modes)."""
-    if mask is None:
-        return None
-    mask = jnp.asarray(mask)
-    if mask.shape != (num_tasks,):
-        raise ValueError(f"task_mask must have shape ({num_tasks},), got {mask.shape}.")
-    return mask.astype(bool)
+def _absent_zero(weights: jax.Array, present: jax.Array | None) -> jax.Array:
+    """The weights a step applies: 0 for the tasks absent from the batch."""
+    return weights if present is None else jnp.where(present, weights, 0)
 
 
 def _and_masks(a: Any, b: Any) -> Any:
@@ -331,7 +341,8 @@ def fixed_weights(weights: Any) -> base.MultiTaskTransformation:
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation`; ``task_losses`` is optional. Its
-      fast path never needs task gradients.
+      fast path never needs task gradients. With ``task_mask`` (partial labels) the absent
+      tasks' weights are 0 in that step's update.
 
     Example:
       >>> tx = optax.chain(asj.fixed_weights([1.0, 0.1]), optax.adam(1e-3))
@@ -359,12 +370,16 @@ def fixed_weights(weights: Any) -> base.MultiTaskTransformation:
         *,
         task_losses: jax.Array | None = None,
         presummed: bool = False,
+        task_mask: jax.Array | None = None,
         **extra_args: Any,
     ) -> tuple[Any, FixedWeightsState]:
         del params, extra_args
         checks.check_task_losses(task_losses, num_tasks, required=False)
+        present = checks.check_task_mask(task_mask, num_tasks)
+        applied = _absent_zero(weights, present)
         # The closed-over weights win over the state's, so inject_hyperparams can change them.
-        return base.combine(task_grads, weights, num_tasks, presummed), FixedWeightsState(weights)
+        update = base.combine(task_grads, applied, num_tasks, presummed, present)
+        return update, FixedWeightsState(weights)
 
     fast_path = base.loss_space_fast_path(lambda state, task_losses, key: state.task_weights)
     return base.multitask_transformation(init_fn, update_fn, fast_path)

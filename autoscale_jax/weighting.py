@@ -9,7 +9,8 @@ A *guide* maps window statistics (mean Gramian ``G`` of the task gradients and m
   Jacobian, approximately: a fixed number of gradient steps on a smooth surrogate of ``log κ``
   in ``log w``, started at the ``"gms"`` weights and never worse than them (see
   :func:`condition_number_weights`).
-- ``"loss"``: ``w_k ∝ 1 / L̄_k`` (equal weighted losses).
+- ``"loss"``: ``w_k ∝ 1 / L̄_k`` (equal weighted losses), for non-negative losses only: a
+  negative mean loss has no meaningful inverse (see :func:`loss_balance_weights`).
 
 Tasks whose gradient norm (or loss) is zero carry no signal to balance: they get the mean
 weight of the other tasks (all tasks zero: equal weights), so weights stay finite.
@@ -61,8 +62,25 @@ def gms_weights(G: jax.Array) -> jax.Array:
 
 
 def loss_balance_weights(losses: jax.Array) -> jax.Array:
-    """``w_k ∝ 1 / |L̄_k|``, normalised to ``Σ w = K``: every weighted loss is equal."""
-    return normalise(_inverse_or_neutral(metrics.at_least_float32(losses)))
+    """``w_k ∝ 1 / L̄_k``, normalised to ``Σ w = K``: every weighted loss is equal.
+
+    The losses must be non-negative (shift a loss that can be negative, e.g. a Gaussian
+    negative log-likelihood, by a lower bound). A negative entry raises a ``ValueError`` where
+    the losses are concrete; under ``jit`` every weight is then NaN. A zero loss gets the
+    neutral weight (the mean of the others'); all zero: equal weights.
+
+    Example:
+      >>> loss_balance_weights(jnp.array([1.0, 3.0]))
+      Array([1.5, 0.5], dtype=float32)
+    """
+    losses = metrics.at_least_float32(losses)
+    if not isinstance(losses, jax.core.Tracer) and bool(jnp.any(losses < 0)):
+        raise ValueError(
+            f"loss_balance_weights (guide='loss') needs non-negative losses, got "
+            f"{losses.tolist()}: shift them by a lower bound (L_k - min L_k) or use guide='gms'."
+        )
+    weights = normalise(_inverse_or_neutral(losses))
+    return jnp.where(jnp.any(losses < 0), jnp.nan, weights)
 
 
 def condition_number_weights(

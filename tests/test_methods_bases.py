@@ -103,3 +103,55 @@ def test_update_every_reuses_weights_and_offers_a_fast_path():
     at_solve, _ = tx.update({"w": jnp.ones(2)}, tx.init(None), presummed=True)
     np.testing.assert_array_equal(between["w"], [1.0, 1.0])
     assert np.all(np.isnan(at_solve["w"]))
+
+
+def absent_task_inputs(rng, num_tasks, placeholder):
+    """Gradients and losses where task 1 is absent and holds ``placeholder`` (0 or NaN)."""
+    J = rng.normal(size=(num_tasks, 6)) * 10.0 ** rng.uniform(-1, 1, (num_tasks, 1))
+    J[1] = placeholder
+    losses = rng.uniform(0.5, 2.0, num_tasks)
+    losses[1] = placeholder
+    grads = {"w": jnp.asarray(J, jnp.float32), "b": jnp.asarray(J[:, :2] * 0.5, jnp.float32)}
+    return grads, jnp.asarray(losses, jnp.float32)
+
+
+def build_any(name, num_tasks):
+    """Every registry method for ``num_tasks`` tasks (wrappers around MGDA)."""
+    kwargs = {}
+    if name == "autoscale":
+        kwargs = {"estimation_steps": 3}
+    elif asj.methods.info(name).constructor == "method":
+        kwargs = {"method": asj.methods.mgda(num_tasks)}
+        if name == "freeze":
+            kwargs["estimation_steps"] = 3
+    return asj.methods.build_for(name, num_tasks, **kwargs)
+
+
+@pytest.mark.parametrize("name", asj.methods.available())
+def test_an_absent_task_gets_weight_0_and_never_blocks_the_others(name):
+    """Partial labels, the rule every family shares: the absent task's gradient and loss
+    (here NaN placeholders) never reach the update, the present tasks still train, and where
+    the weights are the applied ones the absent task's is 0."""
+    num_tasks, present = 4, jnp.array([True, False, True, True])
+    tx = build_any(name, num_tasks)
+    outputs = []
+    for placeholder in (0.0, np.nan):
+        grads, losses = absent_task_inputs(np.random.default_rng(0), num_tasks, placeholder)
+        extra = extra_inputs(name, jax.tree.map(lambda g: jnp.nan_to_num(g), grads))
+        out, state = tx.update(
+            grads,
+            tx.init(jax.tree.map(lambda g: jnp.zeros(g.shape[1:]), grads)),
+            task_losses=losses,
+            task_mask=present,
+            key=jax.random.PRNGKey(0),
+            **extra,
+        )
+        outputs.append(out)
+    clean, dirty = outputs
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), clean, dirty)
+    assert any(np.any(np.asarray(leaf) != 0) for leaf in jax.tree.leaves(clean)), name
+    info = asj.methods.info(name)
+    # Elementwise methods weight the stand-ins (see stacked_gradient_method); the
+    # scalarizations' task_weights are the configured or estimated ones, not the applied.
+    if info.weight_convention != "none" and info.family not in ("elementwise", "scalarization"):
+        assert float(asj.task_weights(state)[1]) == 0.0, name

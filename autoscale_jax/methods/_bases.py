@@ -18,7 +18,12 @@ K-space matmuls stay full float32 on GPU (TF32) and TPU (bf16 passes).
 
 A rule returns a :class:`Proposal`; the base applies it only when it and the Gramian are
 finite, otherwise it keeps the previous weights and memory (the update still carries the
-non-finite gradients, so nothing is silently repaired).
+non-finite gradients, so nothing is silently repaired). An all-zero Gramian (nothing measured:
+a metric mask that selects no shared leaf, heads that share no parameter) is not solved
+either: the previous weights are applied and kept, and ``state.gramian_zero`` says so.
+
+Partial labels (``task_mask``): every family gives an absent task weight 0 and lets the present
+ones train (see :mod:`autoscale_jax.methods._partial_labels`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,14 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, checks, metrics
+from autoscale_jax.methods._partial_labels import (
+    drop_absent,
+    masked,
+    stand_in_gradients,
+    stand_in_gramian,
+    stand_in_losses,
+    stand_in_map,
+)
 
 HEADS = ("weighted", "plain")
 
@@ -54,10 +67,13 @@ class GramianMethodState(NamedTuple):
     """State of every :func:`gramian_method`.
 
     Attributes:
-      task_weights: [K] float32 weights applied at the latest step.
+      task_weights: [K] float32 weights applied at the latest step (0 for a task absent then).
       solver_iterations: int32 iterations of the latest solve.
-      solver_converged: bool, whether the latest proposal was finite and its solver converged
-        (False before the first solve).
+      solver_converged: bool, whether the latest proposal was finite, its Gramian nonzero and
+        its solver converged (False before the first solve).
+      gramian_zero: bool, whether the latest solve step measured an all-zero Gramian on the
+        present tasks (``metric_mask`` selects no shared leaf, heads that share no parameter,
+        or no task present): the rule was not applied and the previous weights were kept.
       step: int32 updates so far.
       memory: the method's own state (e.g. GradVac's targets; ``()`` when none).
     """
@@ -65,6 +81,7 @@ class GramianMethodState(NamedTuple):
     task_weights: jax.Array
     solver_iterations: jax.Array
     solver_converged: jax.Array
+    gramian_zero: jax.Array
     step: jax.Array
     memory: Any
 
@@ -124,14 +141,18 @@ def aggregation_mask(metric_mask: metrics.MetricMask, heads: str) -> metrics.Met
     return metric_mask
 
 
-def combine_heads(task_grads: Any, weights: jax.Array, shared: Any) -> Any:
-    """``Σ_k w_k g_k`` on shared leaves and ``Σ_k g_k`` elsewhere.
+def combine_heads(
+    task_grads: Any, weights: jax.Array, shared: Any, present: jax.Array | None = None
+) -> Any:
+    """``Σ_k w_k g_k`` on shared leaves and ``Σ_k g_k`` (over the present tasks) elsewhere.
 
     A head leaf has a nonzero gradient for its own task only, so ``Σ_k g_k`` is that task's
     plain gradient: the head trains on its own loss, as TorchJD's ``mtl_backward`` does.
     """
 
     def leaf(g: jax.Array, keep: Any) -> jax.Array:
+        if present is not None:
+            g = drop_absent(g, present)
         weighted = jnp.tensordot(weights.astype(g.dtype), g, axes=1)
         if keep is True:
             return weighted
@@ -149,11 +170,17 @@ def stacked_gradient_method(
     *,
     needs_key: bool = False,
     losses_required: bool = False,
-    presummed_update: Callable[[Any, Any, Any, Any], tuple[Any, Any]] | None = None,
+    presummed_update: Callable[..., tuple[Any, Any]] | None = None,
     fast_path: base.FastPath | None = None,
     gramian_path: base.GramianPath | None = None,
+    handles_task_mask: bool = False,
 ) -> base.MultiTaskTransformation:
     """The general base: checks the call, then ``aggregate`` combines the stacked gradients.
+
+    Partial labels: ``update(..., task_mask=present)`` is checked ([K] bools). Unless the
+    method handles it itself (``handles_task_mask``, it then reads ``extra_args["task_mask"]``),
+    ``aggregate`` sees each absent task's gradient and loss replaced by the present tasks' mean
+    (:func:`stand_in_gradients`): the absent task's own gradient never reaches the update.
 
     Args:
       num_tasks: K >= 2 (already checked by the caller or checked here).
@@ -165,9 +192,12 @@ def stacked_gradient_method(
       needs_key: whether ``update`` requires ``key=``.
       losses_required: whether ``update`` requires ``task_losses=``.
       presummed_update: ``(combined_gradient, state, losses, key) -> (update, state)`` for the
-        steps the fast path serves; without it a presummed call is rejected.
+        steps the fast path serves (with ``handles_task_mask``, a fifth argument: the mask);
+        without it a presummed call is rejected.
       fast_path: the :class:`~autoscale_jax.base.FastPath`, if any.
       gramian_path: the :class:`~autoscale_jax.base.GramianPath`, if any.
+      handles_task_mask: whether ``aggregate`` and ``presummed_update`` apply
+        ``extra_args["task_mask"]`` themselves.
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation`.
@@ -195,10 +225,17 @@ def stacked_gradient_method(
             losses = metrics.at_least_float32(losses)
         if needs_key:
             key = require_key(key, name)
+        present = checks.check_task_mask(extra_args.get("task_mask"), num_tasks)
         if presummed:
             assert presummed_update is not None  # rejected above otherwise
+            if handles_task_mask:
+                return presummed_update(task_grads, state, losses, key, present)
             return presummed_update(task_grads, state, losses, key)
         checks.check_task_gradients(task_grads, num_tasks)
+        if present is not None and not handles_task_mask:
+            task_grads = stand_in_gradients(task_grads, present)
+            if losses is not None:
+                losses = stand_in_losses(losses, present)
         return aggregate(task_grads, state, losses, key, extra_args)
 
     return base.multitask_transformation(init_fn, update_fn, fast_path, gramian_path)
@@ -268,43 +305,59 @@ def gramian_method(
             task_weights=jnp.asarray(init_weights, jnp.float32),
             solver_iterations=jnp.zeros((), jnp.int32),
             solver_converged=jnp.zeros((), bool),
+            gramian_zero=jnp.zeros((), bool),
             step=jnp.zeros((), jnp.int32),
             memory=init_memory,
         )
 
-    def solve(state: GramianMethodState, G: jax.Array, losses: Any, key: Any) -> tuple:
+    def solve(
+        state: GramianMethodState, G: jax.Array, losses: Any, key: Any, present: Any
+    ) -> tuple:
         """``(weights to apply, next state)``; the applied weights keep the solver's dtype."""
         # K-space solvers ask for full float32 matmuls (TF32 / bf16 passes lose digits).
         with jax.default_matmul_precision("float32"):  # = "highest", a name jax 0.4.30 knows
+            if present is not None:  # the rule sees the stand-ins of absent tasks
+                G = stand_in_gramian(metrics.at_least_float32(G), present)
+                losses = None if losses is None else stand_in_losses(losses, present)
             proposal = rule(G, losses, key, state.memory)
+            weights = proposal.weights
+            if present is not None:  # folded back: Σ w_k g'_k = Σ (Aᵀ w)_k g_k
+                weights = stand_in_map(present, work_dtype(G)).T @ weights
         finite = all_finite(G, proposal.weights, proposal.memory)
-        applied = jnp.where(finite, proposal.weights, state.task_weights).astype(work_dtype(G))
+        measured = jnp.any(jnp.diagonal(G) > 0)  # G is PSD: a zero diagonal is a zero G
+        usable = finite & measured
+        previous = masked(state.task_weights, present)
+        applied = jnp.where(usable, weights, previous).astype(work_dtype(G))
         return applied, state._replace(
-            task_weights=keep_if_finite(proposal.weights, state.task_weights, finite),
+            task_weights=keep_if_finite(weights, state.task_weights, usable),
             solver_iterations=jnp.asarray(proposal.iterations, jnp.int32),
-            solver_converged=finite & jnp.asarray(proposal.converged, bool),
-            memory=keep_if_finite(proposal.memory, state.memory, finite),
+            solver_converged=usable & jnp.asarray(proposal.converged, bool),
+            gramian_zero=all_finite(G) & ~measured,
+            memory=keep_if_finite(proposal.memory, state.memory, usable),
         )
 
     def aggregate(task_grads: Any, state: GramianMethodState, losses: Any, key: Any, extra: dict):
+        present = extra.get("task_mask")  # checked by the base
         if gramian_fn is None:
             G = metrics.gramian(task_grads, measured)
         else:
             G = gramian_fn(task_grads, extra)
-        weights, new_state = weights_and_state(state, G, losses, key)
+        weights, new_state = weights_and_state(state, G, losses, key, present)
         if heads == "plain":
-            return combine_heads(task_grads, weights, resolve(task_grads)), new_state
-        return base.weighted_sum(task_grads, weights), new_state
+            return combine_heads(task_grads, weights, resolve(task_grads), present), new_state
+        return base.weighted_sum(task_grads, weights, present), new_state
 
-    def weights_and_state(state: GramianMethodState, G: jax.Array, losses: Any, key: Any) -> tuple:
+    def weights_and_state(
+        state: GramianMethodState, G: jax.Array, losses: Any, key: Any, present: Any
+    ) -> tuple:
         """Solve (every ``update_every`` steps) and count the step."""
         if update_every == 1:
-            weights, new_state = solve(state, G, losses, key)
+            weights, new_state = solve(state, G, losses, key, present)
         else:
             weights, new_state = jax.lax.cond(
                 state.step % update_every == 0,
-                lambda: solve(state, G, losses, key),
-                lambda: (state.task_weights.astype(work_dtype(G)), state),
+                lambda: solve(state, G, losses, key, present),
+                lambda: (masked(state.task_weights, present).astype(work_dtype(G)), state),
             )
         return weights, new_state._replace(step=state.step + 1)
 
@@ -314,8 +367,10 @@ def gramian_method(
     def is_solve_step(state: GramianMethodState) -> jax.Array:
         return state.step % update_every == 0
 
-    def presummed_update(combined: Any, state: GramianMethodState, losses: Any, key: Any) -> tuple:
-        del losses, key
+    def presummed_update(
+        combined: Any, state: GramianMethodState, losses: Any, key: Any, present: Any
+    ) -> tuple:
+        del losses, key, present  # the fast path zeroed the absent tasks' weights
         # Between solves the fast path applied the stored weights; at a solve step it would
         # have used stale ones, so the update is poisoned instead of silently wrong.
         poison = jnp.where(is_solve_step(state), jnp.nan, 1.0)
@@ -325,13 +380,13 @@ def gramian_method(
     def weights_from_gramian(
         state: GramianMethodState, observed: Any, task_losses: Any, key: Any, task_mask: Any
     ) -> tuple[jax.Array, GramianMethodState]:
-        del task_mask  # an absent task's gradient is zero: its Gramian row already is
+        present = checks.check_task_mask(task_mask, num_tasks)
         losses = checks.check_task_losses(task_losses, num_tasks, required=losses_required)
         if losses is not None:
             losses = metrics.at_least_float32(losses)
         if needs_key:
             key = require_key(key, name)
-        return weights_and_state(state, observed.unbiased(), losses, key)
+        return weights_and_state(state, observed.unbiased(), losses, key, present)
 
     gramian_path = None
     if heads == "weighted" and gramian_fn is None:
@@ -353,4 +408,5 @@ def gramian_method(
         presummed_update=presummed_update if fast_path is not None else None,
         fast_path=fast_path,
         gramian_path=gramian_path,
+        handles_task_mask=True,
     )

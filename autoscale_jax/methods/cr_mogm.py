@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from autoscale_jax import base, checks
-from autoscale_jax.methods import _bases
+from autoscale_jax.methods import _bases, _partial_labels
 
 
 class CRMOGMState(NamedTuple):
@@ -129,11 +129,28 @@ def cr_mogm(
             start = jnp.asarray(init_weights)
         return CRMOGMState(task_weights=start, inner=inner, step=jnp.zeros((), jnp.int32))
 
-    def average(state: CRMOGMState, proposed: jax.Array, *inputs: Any) -> jax.Array:
+    def average(
+        state: CRMOGMState,
+        proposed: jax.Array,
+        losses: Any,
+        stacked: Any = None,
+        combined: Any = None,
+        present: Any = None,
+    ) -> jax.Array:
         """The next ``λ``; kept as it is when the step's inputs (losses, gradients) are not
-        finite, since the inner method then re-proposes its previous weights."""
+        finite, since the inner method then re-proposes its previous weights. The absent
+        tasks' rows (partial labels) are not inputs."""
         step_alpha = alpha if init_weights is not None else jnp.where(state.step > 0, alpha, 0)
-        finite = _bases.all_finite(*[x for x in inputs if x is not None])
+        present = checks.check_task_mask(present, state.task_weights.shape[0])
+        if present is not None:
+            losses = (
+                None
+                if losses is None
+                else _partial_labels.drop_absent(jnp.asarray(losses), present)
+            )
+            stacked = jax.tree.map(lambda g: _partial_labels.drop_absent(g, present), stacked)
+        inputs = [x for x in (losses, stacked, combined) if x is not None]
+        finite = _bases.all_finite(*inputs)
         proposed = jnp.where(finite, jnp.asarray(proposed, jnp.float32), jnp.nan)
         return moving_average(state.task_weights, proposed, step_alpha)
 
@@ -150,27 +167,44 @@ def cr_mogm(
                 _bases.reject_presummed("cr_mogm around a method without a fast path")
             assert inner_fast is not None  # reject_presummed raised otherwise
             # The fast path combined the gradient with these same averaged weights.
-            proposed = inner_fast.weights(
+            proposed = base.fast_path_weights(
+                inner_fast,
                 state.inner,
-                extra_args.get("task_losses"),  # type: ignore[arg-type]
+                extra_args.get("task_losses"),
                 extra_args.get("key"),
+                extra_args.get("task_mask"),
             )
             _, inner = method.update(task_grads, state.inner, params, presummed=True, **extra_args)
-            weights = average(state, proposed, extra_args.get("task_losses"), task_grads)
+            weights = average(
+                state,
+                proposed,
+                extra_args.get("task_losses"),
+                combined=task_grads,
+                present=extra_args.get("task_mask"),
+            )
             return task_grads, CRMOGMState(weights, inner, state.step + 1)
-        checks.check_task_gradients(task_grads, state.task_weights.shape[0])
+        num_tasks = state.task_weights.shape[0]
+        checks.check_task_gradients(task_grads, num_tasks)
+        present = checks.check_task_mask(extra_args.get("task_mask"), num_tasks)
         _, inner = method.update(task_grads, state.inner, params, **extra_args)
-        weights = average(state, _inner_weights(inner), extra_args.get("task_losses"), task_grads)
-        return base.weighted_sum(task_grads, weights), CRMOGMState(weights, inner, state.step + 1)
+        losses = extra_args.get("task_losses")
+        weights = average(state, _inner_weights(inner), losses, task_grads, present=present)
+        applied = _partial_labels.masked(weights, present)  # an absent task gets 0
+        update = base.weighted_sum(task_grads, applied, present)
+        return update, CRMOGMState(weights, inner, state.step + 1)
 
     fast_path = None
     if inner_fast is not None:
 
-        def fast_weights(state: CRMOGMState, task_losses: Any, key: Any) -> jax.Array:
-            return average(state, inner_fast.weights(state.inner, task_losses, key), task_losses)
+        def fast_weights(
+            state: CRMOGMState, task_losses: Any, key: Any, mask: Any = None
+        ) -> jax.Array:
+            inner_weights = base.fast_path_weights(inner_fast, state.inner, task_losses, key, mask)
+            return average(state, inner_weights, task_losses, present=mask)
 
         fast_path = base.FastPath(
             needs_task_gradients=lambda state: inner_fast.needs_task_gradients(state.inner),
             weights=fast_weights,
+            takes_task_mask=True,
         )
     return base.multitask_transformation(init_fn, update_fn, fast_path)

@@ -24,8 +24,9 @@ class FAMOState(NamedTuple):
       task_weights: [K] weights ``c z_k / L_k`` applied at the latest step (they sum to 1).
       logits: [K] ``ξ``, as updated at the latest step (``z = softmax(ξ)``).
       optimizer_state: state of the internal Adam on ``ξ``.
-      previous_losses: [K] the losses of the latest step with finite losses.
-      has_previous: whether ``previous_losses`` holds losses yet.
+      previous_losses: [K] each task's loss at the latest step with finite losses where it
+        was present.
+      has_previous: [K] whether ``previous_losses`` holds a loss of that task yet.
     """
 
     task_weights: jax.Array
@@ -41,10 +42,21 @@ def famo_weights(logits: jax.Array, shifted_losses: jax.Array, eps: float) -> ja
     return scaled / jnp.sum(scaled)
 
 
-def logit_gradient(logits: jax.Array, log_loss_decrease: jax.Array) -> jax.Array:
-    """``(∂z/∂ξ)ᵀ δ = z ⊙ (δ - <z, δ>)`` for ``z = softmax(ξ)``, the gradient FAMO descends."""
+def logit_gradient(
+    logits: jax.Array, log_loss_decrease: jax.Array, known: jax.Array | None = None
+) -> jax.Array:
+    """``(∂z/∂ξ)ᵀ δ = z ⊙ (δ - <z, δ>)`` for ``z = softmax(ξ)``, the gradient FAMO descends.
+
+    With ``known`` ([K] bools: the tasks whose decrease was measured) the same gradient for
+    the softmax over those tasks alone; the others' logits get 0.
+    """
     z = jax.nn.softmax(logits)
-    return z * (log_loss_decrease - jnp.dot(z, log_loss_decrease))
+    if known is None:
+        return z * (log_loss_decrease - jnp.dot(z, log_loss_decrease))
+    z = jnp.where(known, z, 0)
+    delta = jnp.where(known, log_loss_decrease, 0)
+    z = z / jnp.maximum(jnp.sum(z), jnp.finfo(z.dtype).tiny)
+    return z * (delta - jnp.dot(z, delta))
 
 
 def famo(
@@ -85,6 +97,11 @@ def famo(
     Loss-space method: its fast path never needs task gradients; the fast path's weights
     perform the same ``ξ`` step as the update, so both paths give identical results.
 
+    Partial labels (``task_mask``): an absent task gets weight 0, its decrease ``δ_k`` counts as
+    0 in the ``ξ`` step and its stored loss stays the last one observed (so ``δ_k`` spans the
+    gap when it returns); the present tasks' weights are ``c z_k / L_k`` as above, with the
+    absent task's ``L_k`` standing in as the present tasks' mean loss.
+
     Args:
       num_tasks: K >= 2, static.
       learning_rate: Adam step size on ``ξ`` (the paper's 0.025).
@@ -94,7 +111,8 @@ def famo(
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation`; ``update(task_grads, state,
-      params=None, *, task_losses, presummed=False)`` (``task_losses`` required).
+      params=None, *, task_losses, presummed=False, task_mask=None)`` (``task_losses``
+      required).
 
     Example:
       >>> tx = optax.chain(famo(2), optax.clip_by_global_norm(1.0), optax.adam(1e-3))
@@ -114,18 +132,21 @@ def famo(
         """``log(max(L_k - min_k, 0) + eps)``."""
         return -jnp.log(log_loss_weights(shifted(losses), eps))
 
-    def step_weights(state: FAMOState, losses: jax.Array) -> tuple[jax.Array, jax.Array, Any]:
+    def step_weights(
+        state: FAMOState, losses: jax.Array, present: jax.Array
+    ) -> tuple[jax.Array, jax.Array, Any]:
         """The ``ξ`` step from the stored losses to these, then this step's weights.
 
         The base calls it for the update and the fast path alike.
         """
-        decrease = log_shifted(state.previous_losses) - log_shifted(losses)
+        known = present & state.has_previous
+        decrease = jnp.where(known, log_shifted(state.previous_losses) - log_shifted(losses), 0)
         logits, optimizer_state = descend(
             tx,
             state.logits,
-            logit_gradient(state.logits, decrease),
+            logit_gradient(state.logits, decrease, known),
             state.optimizer_state,
-            apply=state.has_previous,
+            apply=jnp.any(known),
         )
         weights = famo_weights(logits, shifted(losses), eps)
         return weights, logits, optimizer_state
@@ -137,19 +158,21 @@ def famo(
             logits=logits,
             optimizer_state=tx.init(logits),
             previous_losses=jnp.ones((num_tasks,), jnp.float32),
-            has_previous=jnp.zeros((), bool),
+            has_previous=jnp.zeros((num_tasks,), bool),
         )
 
-    def step(state: FAMOState, losses: jax.Array, key: Any) -> tuple:
+    def step(state: FAMOState, losses: jax.Array, key: Any, present: Any) -> tuple:
         del key
-        weights, logits, optimizer_state = step_weights(state, losses)
+        present = jnp.ones((num_tasks,), bool) if present is None else present
+        weights, logits, optimizer_state = step_weights(state, losses, present)
         finite = jnp.all(jnp.isfinite(losses))
+        keep = finite & present
         return weights, FAMOState(
             task_weights=weights,
             logits=logits,
             optimizer_state=optimizer_state,
-            previous_losses=jnp.where(finite, losses, state.previous_losses).astype(jnp.float32),
-            has_previous=state.has_previous | finite,
+            previous_losses=jnp.where(keep, losses, state.previous_losses).astype(jnp.float32),
+            has_previous=state.has_previous | keep,
         )
 
-    return loss_weighting(num_tasks, "famo", init_state, step)
+    return loss_weighting(num_tasks, "famo", init_state, step, takes_task_mask=True)

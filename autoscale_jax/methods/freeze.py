@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, checks, weighting
+from autoscale_jax.methods import _partial_labels
 
 
 class FreezeState(NamedTuple):
@@ -150,8 +151,11 @@ def freeze(
         def fixed(state: FreezeState) -> tuple:
             if presummed:
                 return task_grads, state
-            checks.check_task_gradients(task_grads, state.task_weights.shape[0])
-            return base.weighted_sum(task_grads, state.task_weights), state
+            num_tasks = state.task_weights.shape[0]
+            checks.check_task_gradients(task_grads, num_tasks)
+            present = checks.check_task_mask(extra_args.get("task_mask"), num_tasks)
+            weights = _partial_labels.masked(state.task_weights, present)  # an absent task gets 0
+            return base.weighted_sum(task_grads, weights, present), state
 
         updates, state = jax.lax.cond(estimating, run_inner, fixed, state)
         return updates, state._replace(step=state.step + 1)
@@ -160,13 +164,15 @@ def freeze(
         inner_needs = inner_fast is None or inner_fast.needs_task_gradients(state.inner)
         return (state.step < estimation_steps) & jnp.asarray(inner_needs)
 
-    def fast_path_weights(state: FreezeState, task_losses: Any, key: Any) -> jax.Array:
+    def fast_path_weights(
+        state: FreezeState, task_losses: Any, key: Any, mask: Any = None
+    ) -> jax.Array:
         inner = (
             jnp.full_like(state.task_weights, jnp.nan)
             if inner_fast is None
-            else inner_fast.weights(state.inner, task_losses, key)
+            else base.fast_path_weights(inner_fast, state.inner, task_losses, key, mask)
         )
         return jnp.where(state.step < estimation_steps, inner, state.task_weights)
 
-    fast_path = base.FastPath(needs_task_gradients, fast_path_weights)
+    fast_path = base.FastPath(needs_task_gradients, fast_path_weights, takes_task_mask=True)
     return base.multitask_transformation(init_fn, update_fn, fast_path)
