@@ -31,6 +31,8 @@ from autoscale_jax import (
 )
 from autoscale_jax._autoscale_state import AutoScaleState
 
+__all__ = ["AutoScaleState", "FixedWeightsState", "autoscale", "equal_weights", "fixed_weights"]
+
 
 def autoscale(
     num_tasks: int,
