@@ -230,7 +230,10 @@ def autoscale(
         ``G`` is computed before the phase's ``lax.cond``, not inside it: a branch that closes
         over the K stacked gradients made XLA:CPU's phase-1 step ~1.4x dearer than MGDA's.
         """
-        losses = checks.check_task_losses(losses, num_tasks)
+        # The estimator works in float32 whatever the gradients' dtype (float64 under x64,
+        # bfloat16): its state and weights are float32.
+        G = jnp.asarray(G, jnp.float32)
+        losses = checks.check_task_losses(losses, num_tasks).astype(jnp.float32)
         check_losses(losses, task_mask if loss_mask is None else loss_mask, state)
         mask = (task_mask, loss_mask)
 

@@ -6,7 +6,10 @@ No accelerator is needed to check the request: it is in the jaxpr and the lowere
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 import pytest
+from problems import float64, regression_problem
 
 import autoscale_jax as asj
 from autoscale_jax import metrics, weighting
@@ -78,3 +81,22 @@ def test_gramian_method_solvers_ask_for_highest_precision(name):
     solver = [e for e in eqns if k_space(e)]
     assert solver, "expected K-space matmuls in the solver"
     assert all(is_highest(e) for e in solver), [e.params["precision"] for e in solver]
+
+
+@pytest.mark.parametrize("guide", ["gms", "cond", "loss"])
+def test_autoscale_trains_float64_parameters_with_float32_weights(guide):
+    # Under jax_enable_x64 the Gramian and losses are float64; AutoScale's estimator state is
+    # float32, and a float64 warm-start branch beside it failed lax.cond's type check.
+    with float64():
+        loss_fn, params, x, y = regression_problem()
+        assert x.dtype == jnp.float64
+        weighting = asj.autoscale(3, estimation_steps=3, window=1, guide=guide)
+        train = asj.multitask_train_step(loss_fn, weighting, optax.sgd(0.01))
+        step = jax.jit(train.step)
+        state = train.init(params)
+        for _ in range(5):  # across the phase switch
+            params, state, losses = step(params, state, x, y)
+        weights = asj.task_weights(state)
+    assert weights.dtype == jnp.float32 and np.all(np.isfinite(weights))
+    assert params["trunk"].dtype == jnp.float64 and losses.dtype == jnp.float64
+    assert not bool(train.needs_task_gradients(state)) and step._cache_size() == 1
