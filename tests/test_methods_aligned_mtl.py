@@ -144,8 +144,8 @@ def test_zero_gradient_task_and_all_zero_are_defined(rng):
     expected = numpy_alignment(J) @ np.ones(3)
     np.testing.assert_allclose(weights, expected, rtol=1e-3, atol=1e-6)
     update, weights, rank = run_aligned(np.zeros((3, 4)))
-    np.testing.assert_array_equal(update, 0.0)
-    assert rank == 0 and np.all(weights == 0.0)
+    np.testing.assert_array_equal(update, 0.0)  # all zero: not solved, initial weights kept
+    assert rank == 0 and np.all(weights == 1.0)
 
 
 def test_identical_gradients_keep_one_direction():

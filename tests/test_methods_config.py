@@ -141,8 +141,10 @@ def test_zero_and_opposite_gradients_give_no_nan(rng):
     assert weights[1] == 0.0
     # the zero task drops out: the two others get their own ConFIG update
     np.testing.assert_allclose(update, two_task_config(J[0], J[2]), rtol=1e-4, atol=1e-6)
-    update, weights, _ = run_method(CONFIG[3], np.zeros((3, 5)))
-    np.testing.assert_array_equal(weights, 0.0)
+    update, weights, state = run_method(CONFIG[3], np.zeros((3, 5)))
+    np.testing.assert_array_equal(update, 0.0)  # all zero: not solved, initial weights kept
+    np.testing.assert_array_equal(weights, CONFIG[3].init(None).task_weights)
+    assert bool(state.gramian_zero)
     g = rng.normal(size=5)
     update, weights, _ = run_method(CONFIG[2], np.stack([g, -3.0 * g]))
     np.testing.assert_array_equal(weights, 0.0)  # pinv(Û) 1 = 0: no conflict-free direction

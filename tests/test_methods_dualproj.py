@@ -105,9 +105,10 @@ def test_zero_gradient_neither_contributes_nor_constrains(rng):
     # π_C((g_1 + g_2 + 0)/3) = (2/3) π_C((g_1 + g_2)/2), C the dual cone of g_1, g_2 alone
     alone = reference_dualproj_weights(J[:2], 0.0) * 2 / 3
     np.testing.assert_allclose(update, alone @ J[:2], rtol=1e-4, atol=1e-6)
-    update, weights, _ = run_method(DUALPROJ[3], np.zeros((3, 5)))
-    np.testing.assert_array_equal(update, 0.0)
-    np.testing.assert_allclose(weights, 1 / 3)
+    update, weights, state = run_method(DUALPROJ[3], np.zeros((3, 5)))
+    np.testing.assert_array_equal(update, 0.0)  # all zero: not solved, initial weights kept
+    np.testing.assert_array_equal(weights, DUALPROJ[3].init(None).task_weights)
+    assert bool(state.gramian_zero)
 
 
 def test_metric_mask_selects_leaves(rng):

@@ -75,9 +75,11 @@ def test_zero_gradients(rng):
     assert weights[1] == 0.0
     _, weights_without, _ = run_method(EDM[2], J[[0, 2]])
     np.testing.assert_allclose(weights[[0, 2]], weights_without, rtol=1e-5)
-    update, weights, _ = run_method(EDM[3], np.zeros((3, 5)))
+    # All zero: the base does not solve an all-zero Gramian, keeps the initial weights, says so.
+    update, weights, state = run_method(EDM[3], np.zeros((3, 5)))
     np.testing.assert_array_equal(update, 0.0)
-    np.testing.assert_array_equal(weights, 0.0)
+    np.testing.assert_array_equal(weights, EDM[3].init(None).task_weights)
+    assert bool(state.gramian_zero)
 
 
 def test_jit_compiles_once_and_nan_is_flagged(rng):

@@ -129,7 +129,7 @@ def test_zero_gradient_task_gets_zero_weight(rng):
 def test_all_zero_and_more_tasks_than_parameters_are_defined(rng):
     update, weights = run_imtl(np.zeros((3, 4)))
     np.testing.assert_array_equal(update, 0.0)
-    np.testing.assert_array_equal(weights, 0.0)
+    np.testing.assert_array_equal(weights, np.float32(1 / 3))  # all zero: initial weights kept
     J = random_jacobian(rng, 5, 2)  # rank 2: no exact equal-projection direction
     update, weights = run_imtl(J)
     assert np.all(np.isfinite(update)) and np.all(np.isfinite(weights))

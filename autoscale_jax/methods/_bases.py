@@ -35,16 +35,14 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, checks, metrics
+from autoscale_jax.methods._heads import aggregation_mask, check_heads, combine_heads
 from autoscale_jax.methods._partial_labels import (
-    drop_absent,
     masked,
     stand_in_gradients,
     stand_in_gramian,
     stand_in_losses,
     stand_in_map,
 )
-
-HEADS = ("weighted", "plain")
 
 
 class Proposal(NamedTuple):
@@ -67,7 +65,9 @@ class GramianMethodState(NamedTuple):
     """State of every :func:`gramian_method`.
 
     Attributes:
-      task_weights: [K] float32 weights applied at the latest step (0 for a task absent then).
+      task_weights: [K] float32 weights of the latest usable solve, as applied (0 for a task
+        absent then); a step that cannot solve (a non-finite or all-zero Gramian) applies them
+        again (0 for the tasks absent now) and keeps them.
       solver_iterations: int32 iterations of the latest solve.
       solver_converged: bool, whether the latest proposal was finite, its Gramian nonzero and
         its solver converged (False before the first solve).
@@ -127,39 +127,6 @@ def all_finite(*trees: Any) -> jax.Array:
 def work_dtype(G: jax.Array) -> Any:
     """The dtype weights are applied in: the Gramian's, at least float32."""
     return jnp.promote_types(G.dtype, jnp.float32)
-
-
-def check_heads(heads: str) -> None:
-    if heads not in HEADS:
-        raise ValueError(f"Unknown heads {heads!r}; choose one of {HEADS}.")
-
-
-def aggregation_mask(metric_mask: metrics.MetricMask, heads: str) -> metrics.MetricMask:
-    """The leaves a method measures and weights: with ``heads="plain"`` the shared ones."""
-    if heads == "plain" and metric_mask is None:
-        return "shared"
-    return metric_mask
-
-
-def combine_heads(
-    task_grads: Any, weights: jax.Array, shared: Any, present: jax.Array | None = None
-) -> Any:
-    """``Σ_k w_k g_k`` on shared leaves and ``Σ_k g_k`` (over the present tasks) elsewhere.
-
-    A head leaf has a nonzero gradient for its own task only, so ``Σ_k g_k`` is that task's
-    plain gradient: the head trains on its own loss, as TorchJD's ``mtl_backward`` does.
-    """
-
-    def leaf(g: jax.Array, keep: Any) -> jax.Array:
-        if present is not None:
-            g = drop_absent(g, present)
-        weighted = jnp.tensordot(weights.astype(g.dtype), g, axes=1)
-        if keep is True:
-            return weighted
-        plain = jnp.sum(g, axis=0)
-        return plain if keep is False else jnp.where(keep, weighted, plain)
-
-    return jax.tree.map(leaf, task_grads, shared)
 
 
 def stacked_gradient_method(
@@ -324,7 +291,7 @@ def gramian_method(
             if present is not None:  # folded back: Σ w_k g'_k = Σ (Aᵀ w)_k g_k
                 weights = stand_in_map(present, work_dtype(G)).T @ weights
         finite = all_finite(G, proposal.weights, proposal.memory)
-        measured = jnp.any(jnp.diagonal(G) > 0)  # G is PSD: a zero diagonal is a zero G
+        measured = jnp.any(G != 0)  # not jnp.diagonal: a two-batch cross Gramian is not PSD
         usable = finite & measured
         previous = masked(state.task_weights, present)
         applied = jnp.where(usable, weights, previous).astype(work_dtype(G))

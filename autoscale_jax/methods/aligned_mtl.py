@@ -110,7 +110,8 @@ def aligned_mtl(
     with ``σ = sqrt(λ_min)`` by default, so the aligned system has condition number 1 and no
     direction is amplified, and task preferences ``w`` (default: ones). Numerically zero
     eigenvalues (``λ <= rtol · λ_max``) are dropped, see :func:`alignment`: a zero task
-    gradient gets weight 0 and all-zero gradients give a zero update. The weights are
+    gradient gets weight 0 and all-zero gradients give a zero update (the state then keeps its
+    previous weights and sets ``gramian_zero``: an all-zero Gramian is not solved). The weights are
     invariant to a common positive rescaling of all task gradients. The eigendecomposition is
     done in the Gramian's dtype (float32 for float32 gradients): see :func:`alignment` for its
     precision on ill-conditioned Jacobians. Non-finite gradients pass through to the update;

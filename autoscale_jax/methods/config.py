@@ -98,7 +98,8 @@ def config(
     matrix below ``rtol · λ_max`` dropped), as in the reference code; the projections are then
     equal only in the least-squares sense, and the length rule is kept as written (it can
     be negative there). A zero task gradient gets weight 0; when ``g̃_u`` vanishes (exactly
-    opposite gradients) or all gradients are zero the update is 0, never NaN. The cosine
+    opposite gradients) or all gradients are zero the update is 0, never NaN (all zero: the
+    state keeps its previous weights and sets ``gramian_zero``). The cosine
     matrix is decomposed in the Gramian's dtype (float32 for float32 gradients), so nearly
     dependent gradients are resolved only to about ``sqrt(rtol)``. Non-finite gradients
     propagate to the update; the state then keeps the previous weights.

@@ -86,7 +86,8 @@ def dualproj(
     its trace and ``reg_eps · I`` is added, which makes the QP strictly convex; then
     ``<g_k, d>`` may be negative by at most ``reg_eps · tr(G) · w_k`` (``reg_eps=0``: exactly
     non-conflicting, up to round-off). ``norm_eps`` is tiny by default (TorchJD: 1e-4) so the
-    method is scale-free; an all-zero Gramian gives the weights ``u`` (a zero update). A zero
+    method is scale-free; an all-zero Gramian is not solved (a zero update; the state keeps its
+    previous weights and sets ``gramian_zero``). A zero
     task gradient neither contributes to nor constrains the update. Non-finite gradients
     propagate to the update; the state keeps the previous weights with
     ``solver_converged=False``, as it does when the solver runs out of ``max_iterations``.

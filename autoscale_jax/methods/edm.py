@@ -67,10 +67,11 @@ def edm(
     mean of the gradient norms (scaling every gradient by ``s`` scales ``d`` by ``s``).
 
     Zero task gradients are left out of the bisector (weight 0); all-zero gradients give a
-    zero update. Non-finite gradients propagate to the update; the state then keeps the
-    previous weights with ``solver_converged=False``. Without convergence within
-    ``max_iterations`` the solver's last feasible iterate is used and ``solver_converged`` is
-    False.
+    zero update; the transformation then keeps its previous weights and sets ``gramian_zero``
+    (an all-zero Gramian is not solved). Non-finite gradients propagate to the update; the
+    state then keeps the previous weights with ``solver_converged=False``. Without convergence
+    within ``max_iterations`` the solver's last feasible iterate is used and
+    ``solver_converged`` is False.
 
     Args:
       num_tasks: K >= 2.

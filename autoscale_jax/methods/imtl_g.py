@@ -40,7 +40,9 @@ def imtl_g_weights(G: jax.Array, rtol: float | None = None) -> jax.Array:
     gradient has no direction: it is left out of the system and gets weight 0. When
     ``Σ_k β_k / ||g_k||`` is not positive (beyond ``rtol``) the paper's normalisation would
     divide by (nearly) zero or flip the update against every task; the weights are then
-    normalised by ``Σ_k |α_k|`` instead. All-zero gradients give zero weights.
+    normalised by ``Σ_k |α_k|`` instead. All-zero gradients give zero weights from
+    :func:`imtl_g_weights`; the transformation does not solve an all-zero Gramian: it keeps its
+    previous weights and sets ``gramian_zero`` (the update is 0 either way).
 
     Args:
       G: [K, K] Gramian of the task gradients.
