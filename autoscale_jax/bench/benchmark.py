@@ -1,5 +1,6 @@
-"""A benchmark: a named dataset, the model trained on it, Adam's learning rate, and the cache
-its runs share (device data, jitted functions, compiled trainers).
+"""A benchmark: a named dataset, the model trained on it, its training recipe (Adam, schedule,
+steps, batch: :class:`~autoscale_jax.bench.recipe.Recipe`), and the cache its runs share
+(device data, jitted functions, compiled trainers).
 
 Example:
   >>> bench = load_benchmark("multi_mnist", dataset_options={"num_train": 512})
@@ -16,6 +17,7 @@ from typing import Any, NamedTuple
 
 from autoscale_jax.bench import datasets
 from autoscale_jax.bench.datasets import MultiTaskDataset
+from autoscale_jax.bench.recipe import Recipe
 
 __all__ = [
     "Benchmark",
@@ -41,11 +43,14 @@ class MethodKey(NamedTuple):
 
 
 class TrainerKey(NamedTuple):
-    """A compiled training chunk is specific to a method and to its argument shapes."""
+    """A compiled training chunk is specific to a method, its argument shapes and the
+    optimizer it closes over (:meth:`Recipe.optimizer_key`: benchmarks that differ only in
+    their recipe share their data and jitted functions, never a compiled trainer)."""
 
     method: MethodKey
     chunk_length: int
     batch_size: int
+    optimizer: str
 
 
 class BenchmarkFunctions(NamedTuple):
@@ -80,13 +85,14 @@ class BenchmarkCache:
 
 @dataclasses.dataclass(frozen=True)
 class Benchmark:
-    """A dataset, the model trained on it and the optimiser's learning rate.
+    """A dataset, the model trained on it and the recipe every run on it trains with.
 
     Attributes:
       name: benchmark name (a :func:`datasets.load` name).
       dataset: the data.
       model_options: keyword options of :func:`models.build_model`.
-      learning_rate: Adam's learning rate.
+      recipe: Adam's learning rate, β1 / β2, schedule, steps and batch size
+        (:class:`~autoscale_jax.bench.recipe.Recipe`); every row of a report uses its optimizer.
       note: what the benchmark shows (e.g. "does-no-harm, not discriminating").
       dataset_options: the loader's keyword arguments the dataset was built with.
       cache: what every run on it shares (not part of equality).
@@ -95,7 +101,7 @@ class Benchmark:
     name: str
     dataset: MultiTaskDataset
     model_options: Mapping[str, Any]
-    learning_rate: float
+    recipe: Recipe
     note: str
     dataset_options: Mapping[str, Any] = dataclasses.field(
         default_factory=lambda: MappingProxyType({})
@@ -103,6 +109,11 @@ class Benchmark:
     cache: BenchmarkCache = dataclasses.field(
         default_factory=BenchmarkCache, compare=False, repr=False
     )
+
+    @property
+    def learning_rate(self) -> float:
+        """Adam's (peak) learning rate, ``recipe.learning_rate``."""
+        return self.recipe.learning_rate
 
     @property
     def num_tasks(self) -> int:
@@ -215,9 +226,9 @@ def load_benchmark(
     *,
     dataset_options: Mapping[str, Any] | None = None,
     model_options: Mapping[str, Any] | None = None,
-    learning_rate: float | None = None,
+    recipe: Recipe | None = None,
 ) -> Benchmark:
-    """Loads a named benchmark with its default model and learning rate.
+    """Loads a named benchmark with its default model and recipe.
 
     Args:
       name: ``"multi_mnist"`` (classify-reconstruct variant), ``"multi_mnist_sigmoid"`` (the
@@ -229,7 +240,8 @@ def load_benchmark(
         partial-label regressions, see :attr:`Benchmark.partial_labels`).
       dataset_options: overrides of the loader's keyword arguments (e.g. ``num_train``).
       model_options: overrides of the model's keyword arguments (e.g. ``trunk_sizes``).
-      learning_rate: overrides the default Adam learning rate.
+      recipe: the training recipe (default: ``Recipe(learning_rate=<the benchmark's>)``,
+        i.e. constant Adam, β2 0.999; a suite's :class:`~suites.BenchmarkSpec` passes its own).
 
     Returns:
       A :class:`Benchmark`.
@@ -245,7 +257,7 @@ def load_benchmark(
         name=name,
         dataset=datasets.load(_DATASET_OF.get(name, name), **data_options),
         model_options=MappingProxyType({**model_defaults, **(model_options or {})}),
-        learning_rate=rate if learning_rate is None else float(learning_rate),
+        recipe=Recipe(learning_rate=rate) if recipe is None else recipe,
         note=note,
         dataset_options=MappingProxyType(data_options),
     )

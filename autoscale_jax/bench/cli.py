@@ -2,7 +2,8 @@
 
 Usage::
 
-  autoscale-jax bench [--suite smoke|quick|discriminating|full] [--smoke] [--benchmarks NAME ...]
+  autoscale-jax bench [--suite smoke|quick|discriminating|fair|full|real] [--smoke]
+                      [--benchmarks NAME ...]
                       [--methods LABEL ...] [--seeds N] [--steps N] [--grid N] [--out DIR]
                       [--resume] [--no-plots]
   autoscale-jax study [--benchmark multi_mnist] [--grid N] [--steps N] [--seed S] [--out DIR]
@@ -18,7 +19,13 @@ benchmarks where weighting matters (MultiMNIST with a linear and a sigmoid recon
 MultiFashion, and their three-task variants). ``--suite full``
 adds MultiFashion, Yeast-14 (labelled "does-no-harm, not discriminating") and QM9 (a small
 message-passing net; skipped with a message when ``qm9pack`` is absent). ``--smoke`` is the CI
-budget: tens of steps, one seed, three methods.
+budget: tens of steps, one seed, three methods. ``--suite fair`` runs the discriminating
+benchmarks with every row on an equal footing (5 seeds: the grid and its two control rows, each
+AutoScale guide with and without an optimizer restart, the search, Nash-MTL, FAMO, STCH and
+UPGrad); ``--suite real`` the same rows on the real-data benchmarks (the ``data`` extra,
+``bash .ci/install-data``; a benchmark whose data are absent is skipped with a message). Every
+run of a benchmark trains with its recipe (:class:`~autoscale_jax.bench.recipe.Recipe`),
+printed in ``results.md`` and ``results.json``.
 
 Outputs in ``--out`` (default ``bench-out/<suite>/``: one folder per suite, so ``bench --suite
 smoke`` never replaces the quick suite's files): ``results.json`` (every run, every trace),
@@ -55,6 +62,7 @@ from tqdm.auto import tqdm
 from autoscale_jax.bench import plots
 from autoscale_jax.bench.benchmark import load_benchmark
 from autoscale_jax.bench.cli_args import build_parser, invalid_arguments, resume_command
+from autoscale_jax.bench.controls import GRID_CONTROLS
 from autoscale_jax.bench.experiment import BenchmarkReport, run_benchmark
 from autoscale_jax.bench.grid import ls_weight_grid
 from autoscale_jax.bench.method_config import MethodConfig, default_methods
@@ -63,7 +71,7 @@ from autoscale_jax.bench.run_store import RunStore, RunStoreError
 from autoscale_jax.bench.seeds import ProgressFn
 from autoscale_jax.bench.serialization import write_json
 from autoscale_jax.bench.study import weight_study
-from autoscale_jax.bench.suites import ALWAYS_RUN, SUITES, BenchmarkSpec, Suite
+from autoscale_jax.bench.suites import ALWAYS_RUN, SUITES, BenchmarkSpec, Suite, find_spec
 
 __all__ = ["bench_command", "build_parser", "main", "study_command"]
 
@@ -87,19 +95,21 @@ def _stderr_line(line: str) -> None:
 
 def _select_methods(
     configs: list[MethodConfig], wanted: Sequence[str] | None, benchmark: str
-) -> tuple[list[MethodConfig], bool]:
-    """Keeps the wanted labels (EW always); returns ``(configs, run the LS grid?)``.
+) -> tuple[list[MethodConfig], bool, tuple[str, ...]]:
+    """Keeps the wanted labels (EW always); returns ``(configs, run the LS grid?, the grid's
+    control rows)``; every row when ``wanted`` is None.
 
     A wanted label that is not defined for this benchmark's number of tasks (the robust
     aggregators on two tasks) is left out with one line on stderr.
     """
     if wanted is None:
-        return configs, True
-    absent = sorted(set(wanted) - {c.label for c in configs} - {"ls_grid"})
+        return configs, True, GRID_CONTROLS
+    absent = sorted(set(wanted) - {c.label for c in configs} - {"ls_grid", *GRID_CONTROLS})
     if absent:
         _stderr_line(f"[autoscale-jax] {benchmark}: {absent} not defined for its tasks; left out")
     keep = set(wanted) | set(ALWAYS_RUN)
-    return [c for c in configs if c.label in keep], "ls_grid" in keep
+    controls = tuple(c for c in GRID_CONTROLS if c in keep)
+    return [c for c in configs if c.label in keep], "ls_grid" in keep or bool(controls), controls
 
 
 def _plot_report(report: BenchmarkReport, out: str) -> list[str]:
@@ -123,7 +133,10 @@ def _run_spec(
     """Runs one benchmark of the suite; returns the report or the reason it was skipped."""
     try:
         bench = load_benchmark(
-            spec.name, dataset_options=spec.dataset_options, model_options=spec.model_options
+            spec.name,
+            dataset_options=spec.dataset_options,
+            model_options=spec.model_options,
+            recipe=spec.recipe,
         )
     except (ImportError, FileNotFoundError) as err:
         return f"{type(err).__name__}: {err}"
@@ -132,7 +145,7 @@ def _run_spec(
     seeds = tuple(range(args.seeds or suite.seeds))
     grid_size = spec.grid_size or suite.grid_size
     grid_size = grid_size if args.grid is None else args.grid
-    configs, with_grid = _select_methods(
+    configs, with_grid, controls = _select_methods(
         default_methods(bench.num_tasks, steps, heads=args.heads),
         args.methods or spec.methods or suite.methods,
         spec.name,
@@ -142,7 +155,10 @@ def _run_spec(
         if with_grid and grid_size > 0
         else None
     )
-    total = len(seeds) * (bench.num_tasks + (0 if grid is None else len(grid)) + len(configs))
+    controls = controls if grid is not None else ()
+    total = len(seeds) * (
+        bench.num_tasks + (0 if grid is None else len(grid)) + len(controls) + len(configs)
+    )
     with _progress_bar(total, spec.name) as progress:
         report = run_benchmark(
             bench,
@@ -154,6 +170,7 @@ def _run_spec(
             weight_grid=grid,
             progress=progress,
             store=store,
+            grid_controls=controls,
         )
     report.budget["heads"] = args.heads
     return report
@@ -164,17 +181,8 @@ def _benchmark_specs(suite: Suite, names: Sequence[str] | None) -> list[Benchmar
     specs = [s for s in suite.benchmarks if not names or s.name in names]
     if names:
         missing = [n for n in names if n not in {s.name for s in specs}]
-        specs += [_any_spec(n) for n in missing]  # names are checked by invalid_arguments
+        specs += [find_spec(n) for n in missing]  # names are checked by invalid_arguments
     return specs
-
-
-def _any_spec(name: str) -> BenchmarkSpec:
-    """The benchmark ``name`` as the full suite runs it (else the discriminating one)."""
-    for suite in (SUITES["full"], SUITES["discriminating"], *SUITES.values()):
-        for spec in suite.benchmarks:
-            if spec.name == name:
-                return spec
-    raise KeyError(name)
 
 
 def bench_command(args: argparse.Namespace) -> int:
@@ -271,9 +279,12 @@ def study_command(args: argparse.Namespace) -> int:
     Returns:
       The exit status: 0, or 130 when interrupted (the study saves no runs).
     """
-    spec = _any_spec(args.benchmark)
+    spec = find_spec(args.benchmark)
     bench = load_benchmark(
-        spec.name, dataset_options=spec.dataset_options, model_options=spec.model_options
+        spec.name,
+        dataset_options=spec.dataset_options,
+        model_options=spec.model_options,
+        recipe=spec.recipe,
     )
     steps = args.steps or spec.steps
     try:

@@ -18,6 +18,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
+from autoscale_jax.bench.controls import GRID_CONTROLS
 from autoscale_jax.bench.method_config import default_methods
 from autoscale_jax.bench.suites import SUITES
 
@@ -35,7 +36,7 @@ def known_benchmarks() -> list[str]:
 
 def _known_methods() -> list[str]:
     """Every table row label (for many tasks, where every registered method is defined)."""
-    return [c.label for c in default_methods(64, 100)] + ["ls_grid"]
+    return [c.label for c in default_methods(64, 100)] + ["ls_grid", *GRID_CONTROLS]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(SUITES),
         default="quick",
         help="smoke: CI budget (< 1 min); quick: MultiMNIST (< 10 min on 2 cores); "
-        "discriminating: five benchmarks where weighting matters (about an hour); full: + "
-        "MultiFashion, Yeast-14, QM9 with its seven rows (about 45 min)",
+        "discriminating: five benchmarks where weighting matters (about an hour); fair: the "
+        "same five, 5 seeds, every row on an equal footing; full: + MultiFashion, Yeast-14, "
+        "QM9 with its seven rows (about 45 min); real: ChemML RI, MoleculeACE and QM9 at full "
+        "scale with the fair rows (needs the data extra and an accelerator)",
     )
     bench.add_argument("--smoke", action="store_true", help="CI budget (same as --suite smoke)")
     bench.add_argument("--benchmarks", nargs="+", metavar="NAME", help="subset of benchmarks")

@@ -1,5 +1,6 @@
-"""Everything on one benchmark: single-task baselines, the LS grid and every method on every
-seed, summarised into a :class:`BenchmarkReport` (one table row per method).
+"""Everything on one benchmark: single-task baselines, the LS grid (a random search for K > 2),
+its control rows (:mod:`.controls`) and every method on every seed, summarised into a
+:class:`BenchmarkReport` (one table row per method), with the recipe every row trained with.
 
 Example:
   >>> from autoscale_jax.bench.grid import ls_weight_grid
@@ -22,11 +23,13 @@ import numpy as np
 
 from autoscale_jax.bench.baselines import single_task_baselines, single_task_row_run
 from autoscale_jax.bench.benchmark import Benchmark
+from autoscale_jax.bench.controls import control_config, control_detail, control_runs
 from autoscale_jax.bench.grid import grid_info, grid_search
 from autoscale_jax.bench.method_config import MethodConfig
 from autoscale_jax.bench.run_result import Baselines, RunResult
 from autoscale_jax.bench.run_store import RunStore, RunStoreError
 from autoscale_jax.bench.seeds import ProgressFn, no_progress, run_seeds
+from autoscale_jax.bench.selection import selected_before_end
 from autoscale_jax.bench.summary import (
     MethodSummary,
     summarize,
@@ -45,6 +48,10 @@ class BenchmarkReport:
       benchmark, note, description: what was run.
       tasks: ``[(task name, metrics, higher_is_better)]``.
       budget: steps, batch size, eval_every, seeds, grid size.
+      recipe: the recipe every row trained with (:meth:`Recipe.as_dict`, with the steps and
+        batch size of this report's runs) and its one-line ``description``.
+      selection: how many of the report's runs selected a checkpoint before their last step
+        (``{"before_end", "runs", "share"}``, see :func:`selection.selected_before_end`).
       baselines: single-task baselines.
       summaries: table rows (single-task baseline first, then EW, grid LS, methods).
       grid: the LS grid search (see :func:`grid.grid_info`); empty without one.
@@ -64,6 +71,14 @@ class BenchmarkReport:
     runs: list[RunResult]
     failures: dict[str, str]
     timing_caveat: str | None = None
+    recipe: dict[str, Any] = dataclasses.field(default_factory=dict)
+    selection: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _grid_kind(benchmark: Benchmark) -> str:
+    if benchmark.num_tasks == 2:
+        return "fixed weights (grid)"
+    return "fixed weights (random search: EW + log-uniform draws)"
 
 
 def run_benchmark(
@@ -78,11 +93,14 @@ def run_benchmark(
     progress: ProgressFn = no_progress,
     store: RunStore | None = None,
     vmapped_grid: bool = True,
+    grid_controls: Sequence[str] = (),
 ) -> BenchmarkReport:
     """Baselines, grid-searched LS and every method on every seed, summarised.
 
     Order: single-task baselines (K × seeds runs), the LS grid (``len(weight_grid)`` × seeds
-    runs; ``None`` skips it, see :func:`grid.ls_weight_grid`), then ``methods`` × seeds. A
+    runs; ``None`` skips it, see :func:`grid.ls_weight_grid`), the ``grid_controls`` rows on
+    the grid's pick (seeds runs each), then ``methods`` × seeds. Every run trains with
+    ``benchmark.recipe``'s optimizer over ``steps``. A
     method that raises is recorded in ``failures`` and skipped; the others go on (a
     :class:`~run_store.RunStoreError` is no method's failure: it propagates). Warns
     (``UserWarning``) when runs are too short for their timing to mean anything.
@@ -97,6 +115,8 @@ def run_benchmark(
       store: saves finished runs and loads them when resuming.
       vmapped_grid: train each seed's grid points side by side in one compiled program
         (:func:`grid.vmapped_grid_runs`; the same runs up to float round-off).
+      grid_controls: labels of :data:`controls.GRID_CONTROLS` to run on the grid's pick (none
+        without a grid).
 
     Returns:
       A :class:`BenchmarkReport` whose summaries carry Δm% (both conventions), mean rank and
@@ -128,12 +148,18 @@ def run_benchmark(
                 "ls_grid",
                 search.best_runs,
                 cost_runs=search.runs,
-                detail=f"best of {len(search.weights)} fixed weights on validation"
+                detail=f"best of {len(search.weights)} {_grid_kind(benchmark)} on validation"
                 f"{' (vmapped)' if vmapped_grid else ''}: "
                 f"{np.round(search.weights[search.best_index], 3).tolist()}",
             )
         )
         all_runs += [r for point in search.runs for r in point]
+        pick = search.weights[search.best_index]
+        for label in grid_controls:
+            control = control_runs(benchmark, label, pick, baselines=baselines, **common)
+            all_runs += control
+            detail = control_detail(label, control_config(label, pick, steps=steps))
+            summaries.append(summarize(label, control, detail=detail))
     failures: dict[str, str] = {}
     for config in methods:
         try:
@@ -148,6 +174,8 @@ def run_benchmark(
         all_runs += method_runs
         summaries.append(summarize(config.label, method_runs))
     caveat = timing_caveat(all_runs)
+    recipe = dataclasses.replace(benchmark.recipe, steps=steps, batch_size=batch_size)
+    before_end = selected_before_end(all_runs)
     if caveat is not None:
         warnings.warn(f"{benchmark.name}: {caveat}", stacklevel=2)
     return BenchmarkReport(
@@ -166,4 +194,10 @@ def run_benchmark(
         runs=all_runs,
         failures=failures,
         timing_caveat=caveat,
+        recipe={**recipe.as_dict(), "description": recipe.describe()},
+        selection={
+            "before_end": before_end,
+            "runs": len(all_runs),
+            "share": before_end / len(all_runs) if all_runs else float("nan"),
+        },
     )

@@ -24,7 +24,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from autoscale_jax import search
 from autoscale_jax.bench import evaluation, trainer, training
@@ -158,7 +157,7 @@ def grid_search(
     configs = _grid_configs(weight_grid)
     if vmapped:
         per_seed = [
-            _vmapped_seed(benchmark, configs, seed, budget, baselines, progress, store)
+            vmapped_seed(benchmark, configs, seed, budget, baselines, progress, store)
             for seed in seeds
         ]
         runs = [tuple(seed_runs[g] for seed_runs in per_seed) for g in range(len(configs))]
@@ -171,7 +170,7 @@ def grid_search(
     return GridSearchResult(np.asarray(weight_grid), scores, int(np.argmax(scores)), tuple(runs))
 
 
-def _vmapped_seed(
+def vmapped_seed(
     benchmark: Benchmark,
     configs: Sequence[MethodConfig],
     seed: int,
@@ -179,9 +178,11 @@ def _vmapped_seed(
     baselines: Baselines | None,
     progress: ProgressFn,
     store: RunStore | None,
+    restart_at: int | None = None,
 ) -> tuple[RunResult, ...]:
-    """One seed's grid points: loaded from ``store``; when any is not there, all are trained
-    at once and the missing ones are taken from that training (and saved)."""
+    """One seed's fixed weightings (``configs``' ``weights`` options): loaded from ``store``;
+    when any is not there, all are trained at once (:func:`vmapped_grid_runs`) and the
+    missing ones are taken from that training (and saved)."""
     keys = [run_key(benchmark, c, seed=seed, baselines=baselines, **budget) for c in configs]
     loaded = [store.load(key) if store is not None else None for key in keys]
     if any(run is None for run in loaded):
@@ -192,6 +193,7 @@ def _vmapped_seed(
             seed=seed,
             baselines=baselines,
             labels=[c.label for c in configs],
+            restart_at=restart_at,
             **budget,
         )
         for i, (key, run) in enumerate(zip(keys, trained, strict=True)):
@@ -204,13 +206,16 @@ def _vmapped_seed(
     return tuple(loaded)  # type: ignore[arg-type]  # every slot is filled here
 
 
-def _side_by_side_chunk(benchmark: Benchmark, arguments: tuple) -> tuple[Any, float]:
+def _side_by_side_chunk(
+    benchmark: Benchmark, arguments: tuple, total_steps: int
+) -> tuple[Any, float]:
     """The compiled ``(weights [G, K], params [G], opt_state [G], indices [n, B])`` chunk."""
     num, (length, batch) = arguments[0].shape[0], arguments[3].shape
-    key = TrainerKey(MethodKey("vmapped_fixed_weights", str(num)), length, batch)
+    method = MethodKey("vmapped_fixed_weights", str(num))
+    key = TrainerKey(method, length, batch, benchmark.recipe.optimizer_key(total_steps))
     if key in benchmark.cache.trainers:
         return benchmark.cache.trainers[key], 0.0
-    loss, optimizer = index_loss_fn(benchmark), optax.adam(benchmark.learning_rate)
+    loss, optimizer = index_loss_fn(benchmark), benchmark.recipe.optimizer(total_steps)
 
     def chunk(weights: Any, params: Any, opt_state: Any, indices: Any) -> tuple:
         return search.train_candidates(loss, optimizer, weights, params, opt_state, indices)
@@ -230,6 +235,7 @@ def vmapped_grid_runs(
     eval_every: int = 50,
     baselines: Baselines | None = None,
     labels: Sequence[str] | None = None,
+    restart_at: int | None = None,
 ) -> tuple[RunResult, ...]:
     """One seed of the grid, all ``G`` points trained side by side in one compiled program.
 
@@ -237,7 +243,10 @@ def vmapped_grid_runs(
     :func:`autoscale_jax.bench.training.run` with ``fixed_weights``; every ``eval_every`` steps
     each point is scored on validation and keeps its best parameters, tested at the end. The
     program is :func:`autoscale_jax.search.train_candidates` (``jax.vmap`` over the weights and
-    the parameter / optimizer-state copies of a ``lax.scan`` over the steps).
+    the parameter / optimizer-state copies of a ``lax.scan`` over the steps). With
+    ``restart_at``, Adam's moments are reset once after that step
+    (:meth:`~autoscale_jax.bench.recipe.Recipe.restart`, the schedule goes on): the restart
+    control.
 
     Cost per point: ``steps`` gradient evaluations; wall time: ``1/G`` of each chunk's time
     (compilation and evaluation off the clock).
@@ -247,17 +256,20 @@ def vmapped_grid_runs(
       weight_grid: ``[G, K]`` fixed weights.
       steps, batch_size, seed, eval_every, baselines: as in :func:`training.run`.
       labels: row labels of the points (default :func:`weights_label`).
+      restart_at: reset the optimizer once after this step, in ``(0, steps)`` (None: never).
 
     Returns:
       One :class:`RunResult` per grid point.
     """
+    if restart_at is not None and not 0 < restart_at < steps:
+        raise ValueError(f"restart_at must be in (0, steps={steps}), got {restart_at}")
     weights = jnp.asarray(weight_grid, jnp.float32)
     num = weights.shape[0]
     labels = [weights_label(w) for w in np.asarray(weight_grid)] if labels is None else labels
     functions = trainer.benchmark_functions(benchmark)
     tasks, validation_split = benchmark.dataset.tasks, benchmark.dataset.validation
     params0 = trainer.initial_params(benchmark, seed)
-    optimizer = optax.adam(benchmark.learning_rate)
+    optimizer = benchmark.recipe.optimizer(steps)
     params = jax.tree.map(lambda x: jnp.broadcast_to(x, (num, *x.shape)), params0)
     opt_state = jax.vmap(optimizer.init)(params)
     indices = training.batch_indices(len(benchmark.dataset.train.inputs), batch_size, steps, seed)
@@ -266,16 +278,22 @@ def vmapped_grid_runs(
     best = [Checkpoint(-math.inf, 0, params0, initial)] * num
     history: list[list[Any]] = [[] for _ in range(num)]  # (step, score, probe, loss, time)
     probe0 = [functions.probe(params0, weights[g], functions.probe_batch) for g in range(num)]
-    compile_time, done = 0.0, 0
+    compile_time, done, elapsed = 0.0, 0, 0.0
     while done < steps:
-        length = min(eval_every, steps - done)
-        arguments = (weights, params, opt_state, jnp.asarray(indices[done : done + length]))
-        compiled, seconds = _side_by_side_chunk(benchmark, arguments)
+        stop = min(done + eval_every - done % eval_every, steps)
+        if restart_at is not None and done < restart_at < stop:
+            stop = restart_at  # a chunk ends at the restart; the evaluation comes later
+        arguments = (weights, params, opt_state, jnp.asarray(indices[done:stop]))
+        compiled, seconds = _side_by_side_chunk(benchmark, arguments, steps)
         compile_time += seconds
         start = time.perf_counter()
         params, opt_state, losses = jax.block_until_ready(compiled(*arguments))
-        elapsed = time.perf_counter() - start
-        done += length
+        elapsed += time.perf_counter() - start
+        done = stop
+        if done == restart_at:
+            opt_state = benchmark.recipe.restart(opt_state)
+        if done % eval_every and done < steps:
+            continue
         for g in range(num):
             point = jax.tree.map(lambda x, g=g: x[g], params)
             values = training.evaluate(benchmark, point, validation_split)
@@ -284,6 +302,7 @@ def vmapped_grid_runs(
             probe = functions.probe(point, weights[g], functions.probe_batch)
             mean_loss = np.mean(np.asarray(losses[g]), axis=0).tolist()
             history[g].append((done, score, probe, mean_loss, elapsed / num))
+        elapsed = 0.0
     return tuple(
         _grid_point_result(
             benchmark,
@@ -298,6 +317,10 @@ def vmapped_grid_runs(
             batch_size=batch_size,
             eval_every=eval_every,
             compile_time_s=compile_time / num,
+            options=json_options(
+                {"weights": np.asarray(weight_grid)[g]}
+                | ({} if restart_at is None else {"restart_at": restart_at})
+            ),
         )
         for g in range(num)
     )
@@ -328,7 +351,6 @@ def _grid_point_result(
         benchmark=benchmark.name,
         method=label,
         method_name="fixed_weights",
-        options=json_options({"weights": weights}),
         selected_step=best.step,
         selection_score=float(best.score),
         validation_metrics=best.validation,
@@ -357,12 +379,14 @@ def grid_info(grid: GridSearchResult) -> dict[str, Any]:
       grid: a finished grid search (with baselines, so runs carry Δm%).
 
     Returns:
-      ``{"weights", "validation_scores", "best_index", "best_label", "test_delta_m",
-      "test_delta_m_sd"}``: the last two are the per-metric test Δm% of every grid point,
-      mean and population sd over seeds.
+      ``{"kind", "weights", "validation_scores", "best_index", "best_label", "test_delta_m",
+      "test_delta_m_sd"}``: ``kind`` is ``"grid"`` for two tasks, ``"random search"`` for
+      more (equal weights + log-uniform draws, :func:`ls_weight_grid`); the last two are the
+      per-metric test Δm% of every point, mean and population sd over seeds.
     """
     deltas = [[(r.delta_m or {})["per_metric"] for r in point] for point in grid.runs]
     return {
+        "kind": "grid" if grid.weights.shape[1] == 2 else "random search",
         "weights": grid.weights.tolist(),
         "validation_scores": grid.validation_scores.tolist(),
         "best_index": grid.best_index,

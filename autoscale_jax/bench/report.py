@@ -17,7 +17,14 @@ from autoscale_jax.bench.experiment import BenchmarkReport
 from autoscale_jax.bench.study import StudyResult
 from autoscale_jax.bench.summary import MethodSummary
 
-__all__ = ["findings", "markdown_table", "results_markdown", "study_markdown"]
+__all__ = [
+    "RESTART_TOLERANCE",
+    "findings",
+    "markdown_table",
+    "recipe_lines",
+    "results_markdown",
+    "study_markdown",
+]
 
 
 def _cell(mean: float, sd: float, seeds: int) -> str:
@@ -97,6 +104,8 @@ def markdown_table(report: BenchmarkReport) -> str:
 
 # Δm differences below this print as +0.00 / -0.00: a tie, whatever the seed noise.
 _TIE = 5e-3
+# A fair recipe: one optimizer reset after 5% of training moves the grid's run by at most this.
+RESTART_TOLERANCE = 1.0
 
 
 def _compare(a: MethodSummary, b: MethodSummary) -> tuple[float, str]:
@@ -168,6 +177,19 @@ def findings(report: BenchmarkReport) -> list[str]:
     if multitask:
         best = max(multitask, key=lambda s: s.delta_m_mean["per_metric"])
         lines.append(f"Best Δm%: {best.method} ({best.delta_m_mean['per_metric']:+.2f}).")
+    restart = rows.get("ls_grid_restart")
+    if grid and restart:
+        diff = abs(_compare(restart, grid)[0])
+        check = (
+            f"|difference| ≤ {RESTART_TOLERANCE:g}: the recipe passes the restart check"
+            if diff <= RESTART_TOLERANCE
+            else f"the reset still moves the grid's run by {diff:.2f} points (> "
+            f"{RESTART_TOLERANCE:g}): the recipe fails the restart check"
+        )
+        lines.append(
+            f"Restart control: ls_grid_restart Δm {restart.delta_m_mean['per_metric']:+.2f} "
+            f"({_versus(restart, grid)}); {check}."
+        )
     for label, error in report.failures.items():
         lines.append(f"{label} failed and is not in the table: {error}")
     return lines
@@ -185,6 +207,35 @@ def _heads_sentence(heads: str | None) -> str:
     return ""
 
 
+def _grid_words(report: BenchmarkReport) -> str:
+    size = report.budget["grid_size"]
+    if len(report.tasks) == 2 or not size:
+        return f"LS grid of {size} fixed weights"
+    return f"LS random search of {size} fixed weightings (EW + log-uniform draws)"
+
+
+def recipe_lines(report: BenchmarkReport) -> list[str]:
+    """The recipe every row trained with, and how many runs selected a checkpoint before
+    their last step (the recipe should leave most of them there).
+
+    Args:
+      report: a benchmark's report.
+
+    Returns:
+      Markdown lines (none for a report without a recipe).
+    """
+    lines = []
+    if report.recipe:
+        lines.append(f"Recipe (every row): {report.recipe['description']}.")
+    selection = report.selection
+    if selection and selection.get("runs"):
+        lines.append(
+            f"Selected checkpoint before the last step: {selection['before_end']} of "
+            f"{selection['runs']} runs ({selection['share']:.0%})."
+        )
+    return lines
+
+
 def _benchmark_section(report: BenchmarkReport, images: Sequence[str]) -> str:
     budget = report.budget
     text = [
@@ -193,10 +244,11 @@ def _benchmark_section(report: BenchmarkReport, images: Sequence[str]) -> str:
         f"*{report.note}.*",
         "",
         f"Budget: {budget['steps']} steps × batch {budget['batch_size']}, seeds "
-        f"{budget['seeds']}, validation every {budget['eval_every']} steps, LS grid of "
-        f"{budget['grid_size']} fixed weights. Test metrics at the validation-selected step "
+        f"{budget['seeds']}, validation every {budget['eval_every']} steps, "
+        f"{_grid_words(report)}. Test metrics at the validation-selected step "
         "(mean ± sd over seeds)." + _heads_sentence(budget.get("heads")),
         "",
+        *(f"{line}\n" for line in recipe_lines(report)),
         *([f"**Timing caveat:** {report.timing_caveat}", ""] if report.timing_caveat else []),
         markdown_table(report),
         "",
@@ -244,8 +296,14 @@ def results_markdown(
         "one EW run; **grad evals ×EW**: forward+backward passes relative to EW (K per step "
         "while a method needs per-task gradients, 1 on the fast path). The grid search counts "
         "all its runs. Other processes on the machine make wall times noisy.",
-        "- **ls_grid**: the fixed weights with the best mean validation Δm% among the grid; "
-        "**single_task**: each task trained alone (its cost is K runs).",
+        "- **ls_grid**: the fixed weights with the best mean validation Δm% among the grid (a "
+        "random search for K > 2, equal weights included); **ls_grid_restart**: the same "
+        "weights with Adam reset once after 5% of training (the restart control: a fair recipe "
+        "moves Δm by at most 1 point); **ls_grid_on_search**: the same weights on the search's "
+        "schedule (gms phase 1, then a fresh Adam state); **single_task**: each task trained "
+        "alone (its cost is K runs).",
+        "- **Recipe**: every row of a benchmark trains with the same optimizer, schedule, steps "
+        "and batch (printed under each benchmark).",
         "",
     ]
     body = [_benchmark_section(r, images.get(r.benchmark, [])) for r in reports]

@@ -62,7 +62,8 @@ class RunKey(NamedTuple):
 
     Attributes:
       benchmark: benchmark name.
-      setup: fingerprint of the benchmark's dataset options, model options and learning rate.
+      setup: fingerprint of the benchmark's dataset options, model options and recipe
+        (learning rate, β1 / β2, schedule; the steps and batch size are fields of their own).
       method: row label.
       method_name: registry name.
       options: the method options as JSON (sorted keys).
@@ -90,6 +91,7 @@ def _setup_fingerprint(benchmark: Benchmark) -> str:
         sorted(benchmark.dataset_options.items()),
         sorted(benchmark.model_options.items()),
         benchmark.learning_rate,
+        *benchmark.recipe.setup_fields(),  # none for the default Adam: old files stay valid
     )
     return hashlib.sha256(repr(setup).encode()).hexdigest()[:16]
 

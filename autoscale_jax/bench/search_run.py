@@ -10,7 +10,8 @@ One run (a seed) does, on the same batches as every other method of that seed:
    ``fresh_optimizer``, default on: Adam's second moments from phase 1 hold the gradient
    scale of the phase-1 weights and, with β2 = 0.999, distort every candidate's effective
    weights for hundreds of steps; measured on tuning seeds 100-104 of the five
-   discriminating benchmarks, the fresh state improved the search's Δm by 4.5-9.3 points)
+   discriminating benchmarks, the fresh state improved the search's Δm by 4.5-9.3 points;
+   :meth:`~autoscale_jax.bench.recipe.Recipe.restart`: the recipe's schedule goes on)
    and pruned by successive halving on the
    validation score the bench selects checkpoints with (Δm% against the single-task baselines);
    option ``candidates`` replaces the family by given [C, K] weights (with one row: phase 1,
@@ -45,7 +46,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import autoscale_jax as asj
 from autoscale_jax import search
@@ -100,17 +100,25 @@ def _score_fn(benchmark: Benchmark, reference: TaskMetricDicts) -> Any:
 
 
 def _compiled_search(
-    benchmark: Benchmark, stage: dict[str, Any], reference: TaskMetricDicts, arguments: tuple
+    benchmark: Benchmark,
+    stage: dict[str, Any],
+    reference: TaskMetricDicts,
+    arguments: tuple,
+    total_steps: int,
 ) -> tuple[Any, float]:
-    """The compiled search program of one stage, cached on the benchmark."""
+    """The compiled search program of one stage (the recipe's optimizer over the run's
+    ``total_steps``), cached on the benchmark."""
     candidates, _, _, batches = arguments
     options = repr((stage["rungs"], stage["keep"], candidates.shape, reference))
-    key = TrainerKey(MethodKey(SEARCH_METHOD, options), stage["rungs"][-1], batches.shape[1])
+    optimizer_key = benchmark.recipe.optimizer_key(total_steps)
+    key = TrainerKey(
+        MethodKey(SEARCH_METHOD, options), stage["rungs"][-1], batches.shape[1], optimizer_key
+    )
     if key in benchmark.cache.trainers:
         return benchmark.cache.trainers[key], 0.0
     find = search.validation_search(
         index_loss_fn(benchmark),
-        optax.adam(benchmark.learning_rate),
+        benchmark.recipe.optimizer(total_steps),
         _score_fn(benchmark, reference),
         rungs=stage["rungs"],
         keep=stage["keep"],
@@ -152,14 +160,15 @@ def _phase_one(
     phase_config = MethodConfig("autoscale", "autoscale", options)
     method = trainer.method_build(phase_config, benchmark.num_tasks, params)
     functions = trainer.benchmark_functions(benchmark)
+    steps = len(indices)
     train = trainer.multitask_step(
-        benchmark, method.build(method.args), optax.adam(benchmark.learning_rate)
+        benchmark, method.build(method.args), benchmark.recipe.optimizer(steps)
     )
     state = train.init(params)
     length = options["estimation_steps"]
-    keys = jax.random.split(jax.random.key(seed), len(indices))[:length]
+    keys = jax.random.split(jax.random.key(seed), steps)[:length]
     arguments = (method.args, params, state, functions.data, jnp.asarray(indices[:length]), keys)
-    compiled, seconds = trainer.compiled_chunk(benchmark, method, arguments)
+    compiled, seconds = trainer.compiled_chunk(benchmark, method, arguments, total_steps=steps)
     start = time.perf_counter()
     params, state, records = jax.block_until_ready(compiled(*arguments))
     return params, state, jax.device_get(records), time.perf_counter() - start, seconds
@@ -204,7 +213,7 @@ def run(
     clock.evaluations += int(np.sum(records.gradient_evaluations))
     weights, opt_state = asj.task_weights(state.weighting), state.optimizer
     if options.get("fresh_optimizer", True):  # Adam's moments hold phase 1's gradient scale
-        opt_state = optax.adam(benchmark.learning_rate).init(params)
+        opt_state = benchmark.recipe.restart(opt_state)  # the schedule goes on
     done = options["estimation_steps"]
     weight_rows = [np.asarray(w) for w in records.weights]
     stage_info = []
@@ -214,7 +223,7 @@ def run(
         if end > steps:
             raise ValueError(f"the search needs {end} steps, the budget is {steps}")
         arguments: tuple[Any, ...] = (candidates, params, opt_state, jnp.asarray(indices[done:end]))
-        find, seconds = _compiled_search(benchmark, stage, reference, arguments)
+        find, seconds = _compiled_search(benchmark, stage, reference, arguments, steps)
         clock.compile += seconds
         start = time.perf_counter()
         result = jax.block_until_ready(find(*arguments))
@@ -260,7 +269,9 @@ def run(
             jnp.asarray(indices[done : done + length]),
             keys[done : done + length],
         )
-        compiled_chunk, seconds = trainer.compiled_chunk(benchmark, method, arguments)
+        compiled_chunk, seconds = trainer.compiled_chunk(
+            benchmark, method, arguments, total_steps=steps
+        )
         clock.compile += seconds
         start = time.perf_counter()
         params, state, chunk = jax.block_until_ready(compiled_chunk(*arguments))

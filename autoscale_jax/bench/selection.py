@@ -2,8 +2,10 @@
 
 Every ``eval_every`` steps a run scores its validation metrics against a reference with
 :func:`relative_score` and keeps the parameters of the best score (:func:`keep_better`); those
-are evaluated once on test. The reference is the single-task baselines' validation metrics, or,
-for the single-task runs themselves, the untrained model's (:func:`selection_reference`).
+are evaluated once on test (:func:`selected_before_end` counts the runs whose kept checkpoint
+is not their last one: a recipe long enough to select on). The reference is the single-task
+baselines' validation metrics, or, for the single-task runs themselves, the untrained model's
+(:func:`selection_reference`).
 
 The score is Δm% per metric, positive = better:
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -22,7 +24,13 @@ from autoscale_jax.bench import evaluation
 from autoscale_jax.bench.datasets import TaskSpec
 from autoscale_jax.bench.run_result import Baselines, TaskMetricDicts
 
-__all__ = ["Checkpoint", "keep_better", "relative_score", "selection_reference"]
+__all__ = [
+    "Checkpoint",
+    "keep_better",
+    "relative_score",
+    "selected_before_end",
+    "selection_reference",
+]
 
 
 def _restrict(
@@ -106,3 +114,32 @@ def keep_better(best: Checkpoint, candidate: Checkpoint) -> Checkpoint:
       ``candidate`` or ``best``.
     """
     return candidate if candidate.score > best.score else best
+
+
+class _Selected(Protocol):
+    @property
+    def selected_step(self) -> int: ...
+
+    @property
+    def steps(self) -> int: ...
+
+
+def selected_before_end(runs: Sequence[_Selected]) -> int:
+    """How many runs kept a checkpoint before their last step (``selected_step < steps``).
+
+    A recipe whose runs mostly select their last checkpoint is too short for selection to
+    mean much: the issue's rule is that most selected checkpoints are not the last one.
+
+    Args:
+      runs: finished runs (anything with ``selected_step`` and ``steps``).
+
+    Returns:
+      The count.
+
+    Example:
+      >>> from types import SimpleNamespace as Run
+      >>> runs = [Run(selected_step=700, steps=800), Run(selected_step=800, steps=800)]
+      >>> selected_before_end(runs)
+      1
+    """
+    return sum(1 for run in runs if run.selected_step < run.steps)

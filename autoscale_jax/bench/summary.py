@@ -18,6 +18,7 @@ from autoscale_jax.bench import evaluation
 from autoscale_jax.bench.datasets import TaskSpec
 from autoscale_jax.bench.evaluation import CONVENTIONS
 from autoscale_jax.bench.run_result import RunResult, TaskMetricDicts
+from autoscale_jax.bench.selection import selected_before_end
 
 __all__ = [
     "MIN_TIMED_SECONDS",
@@ -75,6 +76,7 @@ class MethodSummary:
       mean_rank: mean rank over all test metrics among the table's methods (lower = better).
       weights: seed-mean final task weights (None without weights).
       detail: free text, e.g. the grid point picked.
+      selected_before_end: share of the seeds whose selected checkpoint is not the last step.
     """
 
     method: str
@@ -92,6 +94,7 @@ class MethodSummary:
     mean_rank: float = math.nan
     weights: list[float] | None = None
     detail: str = ""
+    selected_before_end: float = math.nan
 
 
 def _fastest_seed_time(runs: Sequence[RunResult]) -> float:
@@ -136,6 +139,7 @@ def summarize(
         runs_per_seed=len(groups),
         weights=np.mean(final_weights, axis=0).tolist() if final_weights else None,
         detail=detail,
+        selected_before_end=selected_before_end(runs) / len(runs) if runs else math.nan,
     )
 
 

@@ -1,7 +1,8 @@
 """The compiled training chunk: ``n`` optimiser steps in one jitted ``lax.scan``.
 
 A chunk trains with :func:`autoscale_jax.multitask_train_step` (the one-backward-pass fast path
-whenever the method allows it) and Adam, and records per step the losses, the task weights, the
+whenever the method allows it) and the benchmark's recipe (Adam and its schedule:
+:class:`~autoscale_jax.bench.recipe.Recipe`), and records per step the losses, the task weights, the
 gradient evaluations and AutoScale's metric snapshots. It is compiled ahead of time once per
 method and argument shapes (:class:`~autoscale_jax.bench.benchmark.TrainerKey`) and cached on the
 benchmark, so compilation is never on the clock. Fixed weightings (EW, grid points, single-task
@@ -129,7 +130,11 @@ def _update_inputs(
 
 
 def _make_chunk_fn(
-    benchmark: Benchmark, build: Callable, loss_fn: Callable, extra_inputs: tuple[str, ...]
+    benchmark: Benchmark,
+    build: Callable,
+    loss_fn: Callable,
+    extra_inputs: tuple[str, ...],
+    optimizer: optax.GradientTransformation,
 ) -> Callable:
     """``chunk(args, params, state, data, indices[n, B], keys[n])``: n steps in one scan.
 
@@ -137,7 +142,6 @@ def _make_chunk_fn(
     around: a different sample whenever the chunk has more than one step).
     """
     k = benchmark.num_tasks
-    optimizer = optax.adam(benchmark.learning_rate)
 
     def chunk(
         method_args: Any, params: Any, state: Any, data: tuple, indices: Any, keys: Any
@@ -250,28 +254,33 @@ def initial_params(benchmark: Benchmark, seed: int) -> Any:
 
 
 def compiled_chunk(
-    benchmark: Benchmark, method: MethodBuild, arguments: tuple
+    benchmark: Benchmark, method: MethodBuild, arguments: tuple, *, total_steps: int | None = None
 ) -> tuple[Callable, float]:
     """The ahead-of-time compiled chunk for these arguments, and its compile time.
+
+    The chunk steps with ``benchmark.recipe.optimizer(total_steps)``; ``state.optimizer`` in
+    ``arguments`` must be that optimizer's state.
 
     Args:
       benchmark: the benchmark; compiled chunks are cached on it.
       method: how to build the method.
       arguments: ``(method args, params, state, data, indices [n, B], keys [n])``.
+      total_steps: the run's steps, where the recipe's schedule ends (required unless the
+        recipe's schedule is constant).
 
     Returns:
       ``(compiled chunk, seconds spent compiling)``; 0 seconds when it was cached.
     """
     length, batch = arguments[4].shape
-    key = TrainerKey(method.key, chunk_length=length, batch_size=batch)
+    recipe = benchmark.recipe
+    key = TrainerKey(method.key, length, batch, recipe.optimizer_key(total_steps))
     trainers = benchmark.cache.trainers
     if key in trainers:
         return trainers[key], 0.0
     loss_fn = benchmark_functions(benchmark).loss_fn
-    start = time.perf_counter()
-    trainers[key] = (
-        jax.jit(_make_chunk_fn(benchmark, method.build, loss_fn, method.extra_inputs))
-        .lower(*arguments)
-        .compile()
+    chunk = _make_chunk_fn(
+        benchmark, method.build, loss_fn, method.extra_inputs, recipe.optimizer(total_steps)
     )
+    start = time.perf_counter()
+    trainers[key] = jax.jit(chunk).lower(*arguments).compile()
     return trainers[key], time.perf_counter() - start

@@ -3,6 +3,8 @@
 :func:`run` trains a :class:`~autoscale_jax.bench.method_config.MethodConfig` ``eval_every``
 steps at a time with the compiled chunk of :mod:`autoscale_jax.bench.trainer`. Around that:
 
+- **Recipe.** The optimizer is the benchmark's recipe (``benchmark.recipe.optimizer(steps)``:
+  Adam, β1 / β2 and a schedule over the run's ``steps``), the same for every method.
 - **Selection.** After every chunk the validation split is scored and the best parameters are
   kept (:mod:`autoscale_jax.bench.selection`); they are evaluated once on the test split.
 - **Cost.** ``wall_time_s`` is the time of the training steps only (evaluation and metric
@@ -29,7 +31,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import autoscale_jax as asj
 from autoscale_jax.bench import evaluation, models, trainer
@@ -153,9 +154,8 @@ def run(
     params = trainer.initial_params(benchmark, seed)
     method = trainer.method_build(method_config, k, params)
     weighting = method.build(method.args)
-    state = trainer.multitask_step(benchmark, weighting, optax.adam(benchmark.learning_rate)).init(
-        params
-    )
+    optimizer = benchmark.recipe.optimizer(steps)
+    state = trainer.multitask_step(benchmark, weighting, optimizer).init(params)
     with_weights = trainer.has_task_weights(state.weighting)
     indices = batch_indices(len(benchmark.dataset.train.inputs), batch_size, steps, seed)
     keys = jax.random.split(jax.random.key(seed), steps)
@@ -182,7 +182,7 @@ def run(
             jnp.asarray(indices[done : done + length]),
             keys[done : done + length],
         )
-        compiled, seconds = trainer.compiled_chunk(benchmark, method, arguments)
+        compiled, seconds = trainer.compiled_chunk(benchmark, method, arguments, total_steps=steps)
         compile_time += seconds
         start = time.perf_counter()
         params, state, chunk_records = jax.block_until_ready(compiled(*arguments))

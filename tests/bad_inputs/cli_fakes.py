@@ -11,6 +11,7 @@ from autoscale_jax.bench import cli, evaluation, training
 from autoscale_jax.bench.benchmark import Benchmark
 from autoscale_jax.bench.datasets import MultiTaskDataset, TaskSpec
 from autoscale_jax.bench.method_config import json_options
+from autoscale_jax.bench.recipe import Recipe
 from autoscale_jax.bench.run_result import RunResult
 
 TASKS = (
@@ -21,7 +22,7 @@ TOY = Benchmark(
     name="toy",
     dataset=MultiTaskDataset("toy", TASKS, None, None, None, "toy data"),
     model_options={},
-    learning_rate=1e-3,
+    recipe=Recipe(),
     note="a toy benchmark",
 )
 

@@ -70,3 +70,53 @@ def test_results_markdown_prints_the_timing_caveat_only_when_there_is_one():
     noisy = dataclasses.replace(report, timing_caveat="5 of 5 runs were timed over ...")
     text = results_markdown([noisy], {}, suite="t", wall_time_s=1.0, skipped={})
     assert "**Timing caveat:** 5 of 5 runs were timed over ..." in text
+
+
+def _with_recipe(report):
+    recipe = {"description": "Adam lr 0.001 (β1 0.9, β2 0.999), constant, 20 steps × batch 8"}
+    return dataclasses.replace(
+        report, recipe=recipe, selection={"before_end": 1, "runs": 5, "share": 0.2}
+    )
+
+
+def test_results_markdown_prints_the_recipe_and_the_share_of_early_checkpoints():
+    report = _with_recipe(fake_report())
+    text = results_markdown([report], {}, suite="t", wall_time_s=1.0, skipped={})
+    recipe = "Recipe (every row): Adam lr 0.001 (β1 0.9, β2 0.999), constant, 20 steps × batch 8."
+    assert recipe in text
+    assert "Selected checkpoint before the last step: 1 of 5 runs (20%)." in text
+    assert "LS grid of 3 fixed weights" in text
+
+
+def test_three_tasks_read_as_a_random_search():
+    report = fake_report()
+    summaries = [
+        dataclasses.replace(
+            s, test_mean=(*s.test_mean, {"mse": 0.2}), test_sd=(*s.test_sd, {"mse": 0.0})
+        )
+        for s in report.summaries
+    ]
+    tasks = [*report.tasks, ("third", ("mse",), (False,))]
+    three = dataclasses.replace(report, tasks=tasks, summaries=summaries)
+    text = results_markdown([three], {}, suite="t", wall_time_s=1.0, skipped={})
+    assert "LS random search of 3 fixed weightings (EW + log-uniform draws)" in text
+
+
+@pytest.mark.parametrize(
+    "restart_delta, verdict",
+    [
+        (-5.6, "|difference| ≤ 1: the recipe passes the restart check."),
+        (-2.0, "the reset still moves the grid's run by 3.00 points (> 1): the recipe fails"),
+    ],
+    ids=["fair", "unfair"],
+)
+def test_the_restart_control_is_checked_against_one_point(restart_delta, verdict):
+    report = fake_report()
+    rows = {s.method: s for s in report.summaries}
+    restart = _with_delta(rows["ls_grid"], restart_delta, 1.0, 2)
+    restart = dataclasses.replace(restart, method="ls_grid_restart")
+    report = dataclasses.replace(report, summaries=[*report.summaries, restart])
+    (line,) = [f for f in findings(report) if f.startswith("Restart control")]
+    start = f"Restart control: ls_grid_restart Δm {restart_delta:+.2f} (ls_grid -5.00"
+    assert line.startswith(start)
+    assert verdict in line

@@ -4,6 +4,7 @@ from bench_fakes import fake_run_for
 
 from autoscale_jax.bench.benchmark import Benchmark
 from autoscale_jax.bench.method_config import MethodConfig
+from autoscale_jax.bench.recipe import Recipe
 from autoscale_jax.bench.run_result import Baselines
 from autoscale_jax.bench.run_store import RunStore, run_key
 from autoscale_jax.bench.serialization import read_json, write_json
@@ -16,7 +17,7 @@ def toy_benchmark(**dataset_options):
         name="toy",
         dataset=None,  # the key depends on the setup, not on the arrays
         model_options={"trunk_sizes": (32,)},
-        learning_rate=1e-3,
+        recipe=Recipe(),
         note="",
         dataset_options=dataset_options,
     )

@@ -82,9 +82,9 @@ def test_search_starts_from_a_fresh_optimizer_state_unless_told_not_to(monkeypat
     seen = []
     compiled_search = search_run._compiled_search
 
-    def recording(benchmark, stage, reference, arguments):
+    def recording(benchmark, stage, reference, arguments, *rest):
         seen.append(arguments[2])
-        return compiled_search(benchmark, stage, reference, arguments)
+        return compiled_search(benchmark, stage, reference, arguments, *rest)
 
     monkeypatch.setattr(search_run, "_compiled_search", recording)
     options = dict(_config().options, fresh_optimizer=fresh)

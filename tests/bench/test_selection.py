@@ -1,8 +1,10 @@
 """Model selection: the validation score and which checkpoint is kept."""
 
+import dataclasses
 import math
 
 import pytest
+from bench_fakes import fake_run
 
 from autoscale_jax.bench.datasets import TaskSpec
 from autoscale_jax.bench.run_result import Baselines
@@ -10,8 +12,10 @@ from autoscale_jax.bench.selection import (
     Checkpoint,
     keep_better,
     relative_score,
+    selected_before_end,
     selection_reference,
 )
+from autoscale_jax.bench.summary import summarize
 
 
 def test_relative_score_is_the_signed_mean_relative_difference():
@@ -44,3 +48,10 @@ def test_selection_reference_is_the_baselines_else_the_untrained_model():
     baselines = Baselines(validation=({"accuracy": 0.9},), test=({"accuracy": 0.8},))
     assert selection_reference(baselines, initial) == ({"accuracy": 0.9},)
     assert selection_reference(None, initial) is initial
+
+
+def test_selected_before_end_counts_runs_that_kept_an_earlier_checkpoint():
+    last = fake_run("ew", seed=0)  # selected its last step
+    early = dataclasses.replace(fake_run("ew", seed=1), selected_step=10)
+    assert selected_before_end([last, early, early]) == 2
+    assert summarize("ew", [last, early]).selected_before_end == 0.5

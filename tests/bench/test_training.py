@@ -61,7 +61,8 @@ def test_fixed_weightings_share_one_compiled_trainer():
         if key.method.name == "fixed_weights"
         and (key.chunk_length, key.batch_size) == (EVAL_EVERY, BATCH)
     ]
-    assert fixed == [TrainerKey(MethodKey("fixed_weights", ""), EVAL_EVERY, BATCH)]
+    optimizer = bench.recipe.optimizer_key(STEPS)
+    assert fixed == [TrainerKey(MethodKey("fixed_weights", ""), EVAL_EVERY, BATCH, optimizer)]
 
 
 def test_batch_indices_shuffle_whole_epochs_deterministically():
