@@ -75,6 +75,16 @@ def test_findings_compare_autoscale_with_ew_and_the_grid(smoke_dir):
     assert "autoscale_gms: Δm" in markdown and "(ls_grid " in markdown and "difference" in markdown
 
 
+def test_the_report_prints_the_recipe_every_row_trained_with(smoke_dir):
+    (report,) = strict_json(smoke_dir / "results.json")["benchmarks"]
+    assert report["recipe"]["learning_rate"] == 1e-3 and report["recipe"]["steps"] == 40
+    assert report["selection"]["runs"] == SMOKE_RUN_FILES
+    markdown = (smoke_dir / "results.md").read_text(encoding="utf-8")
+    recipe = "Recipe (every row): Adam lr 0.001 (β1 0.9, β2 0.999), constant, 40 steps × batch 64."
+    assert recipe in markdown
+    assert f"of {SMOKE_RUN_FILES} runs (" in markdown  # the share of early checkpoints
+
+
 def test_smoke_runs_are_too_short_to_time_and_the_report_says_so(smoke_dir):
     markdown = (smoke_dir / "results.md").read_text(encoding="utf-8")
     assert "**Timing caveat:** 7 of 7 runs were timed over less than 1 s or 50 steps" in markdown
