@@ -4,7 +4,7 @@ Per-task gradients from one forward pass, MTO metrics, AutoScale, and multi-task
 optax transformations that take stacked task gradients and ``task_losses=``.
 """
 
-from autoscale_jax import estimator, methods, metrics, modes, search, weighting
+from autoscale_jax import estimator, methods, metrics, modes, restart, search, weighting
 from autoscale_jax.accumulation import (
     ApplyIfFiniteState,
     MultiStepsState,
@@ -25,6 +25,7 @@ from autoscale_jax.jacobian import (
     task_value_and_grad,
 )
 from autoscale_jax.modes import task_gramian
+from autoscale_jax.restart import restart_at_phase_switch, restart_moments
 from autoscale_jax.train import (
     TrainState,
     TrainStep,
@@ -64,6 +65,9 @@ __all__ = [
     "multi_steps",
     "multitask_train_step",
     "needs_task_gradients",
+    "restart",
+    "restart_at_phase_switch",
+    "restart_moments",
     "search",
     "shared_parameter_mask",
     "task_gramian",

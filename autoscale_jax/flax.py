@@ -61,7 +61,11 @@ import optax
 from flax import nnx
 from flax.training import train_state as linen_train_state
 
-from autoscale_jax import _composition, base, jacobian, train
+from autoscale_jax import _composition, _nnx, base, jacobian, restart, train
+from autoscale_jax._nnx import optimizer_update as _optimizer_update
+from autoscale_jax._nnx import pure as _pure
+from autoscale_jax._nnx import pure_loss as _pure_loss
+from autoscale_jax._nnx import split as _split
 
 __all__ = [
     "TrainState",
@@ -175,39 +179,6 @@ def nnx_metric_mask(
 # --------------------------------------------------------------------------------------------
 # NNX
 # --------------------------------------------------------------------------------------------
-def _value(variable: Any) -> Any:
-    getter = getattr(variable, "get_value", None)  # Flax >= 0.12 deprecates ``.value``
-    return getter() if getter is not None else variable.value
-
-
-def _pure(tree: Any) -> Any:
-    """``tree`` with every Flax variable replaced by its value."""
-    return jax.tree.map(
-        lambda v: _value(v) if isinstance(v, nnx.Variable) else v,
-        tree,
-        is_leaf=lambda v: isinstance(v, nnx.Variable),
-    )
-
-
-def _pure_loss(
-    loss_fn: Callable[..., jax.Array], graphdef: Any, rest: Any, wrt: Any, args: tuple
-) -> Callable[[Any], tuple[jax.Array, Any]]:
-    """``params -> (losses, new non-wrt state)`` of a split NNX model."""
-
-    def pure_loss(params: Any) -> tuple[jax.Array, Any]:
-        # Fresh copies of the other variables: the forward pass may update them (batch
-        # statistics) inside this trace.
-        merged = nnx.merge(graphdef, params, jax.tree.map(lambda a: a, rest))
-        return loss_fn(merged, *args), _split(merged, wrt)[2]
-
-    return pure_loss
-
-
-def _split(model: Any, wrt: Any) -> Any:
-    """``(graphdef, wrt state, other state)`` of ``model``."""
-    return nnx.split(model, wrt, ...)
-
-
 def nnx_task_value_and_grad(
     loss_fn: Callable[..., jax.Array], *, wrt: Any = nnx.Param, chunk_size: int | None = None
 ) -> Callable[..., tuple[jax.Array, Any]]:
@@ -236,15 +207,11 @@ def nnx_task_value_and_grad(
     return value_and_task_grads
 
 
-def _optimizer_update(optimizer: Any, model: Any, grads: Any, **kwargs: Any) -> Any:
-    """``nnx.Optimizer.update`` across Flax versions (the model argument came in 0.11)."""
-    if "model" in vars(optimizer):  # Flax < 0.11, or nnx.ModelAndOptimizer
-        return optimizer.update(grads, **kwargs)
-    return optimizer.update(model, grads, **kwargs)
-
-
 def nnx_train_step(
-    loss_fn: Callable[..., jax.Array], *, chunk_size: int | None = None
+    loss_fn: Callable[..., jax.Array],
+    *,
+    chunk_size: int | None = None,
+    restart_moments: bool = True,
 ) -> Callable[..., jax.Array]:
     """The multi-task step for an NNX model and ``nnx.Optimizer``, with the fast phase 2.
 
@@ -258,12 +225,17 @@ def nnx_train_step(
     ``ValueError``, under ``nnx.jit`` NaN weights, as ``TrainStep.one_gradient_step``).
     ``optimizer.tx`` is checked as :func:`autoscale_jax.multitask_train_step` checks its
     ``weighting`` (``ValueError``/``TypeError`` at trace time, leaving ``model`` and
-    ``optimizer`` as they were).
+    ``optimizer`` as they were). The step that ends AutoScale's phase 1 restarts the moments
+    of ``optimizer.tx`` (see :mod:`autoscale_jax.restart`), as the plain step does.
 
     Args:
       loss_fn: ``loss_fn(model, *args) -> losses`` of shape [K].
       chunk_size: per-task VJPs this many at a time (bounds memory).
+      restart_moments: restart the optimizer's moments when AutoScale's phase 1 ends (see
+        :func:`autoscale_jax.multitask_train_step`); ``False`` carries them over.
     """
+    if not isinstance(restart_moments, bool):
+        raise ValueError(f"restart_moments must be True or False, got {restart_moments!r}.")
 
     def step(
         model: nnx.Module,
@@ -300,6 +272,8 @@ def nnx_train_step(
                     **update_inputs,
                 )
             seen.check_train_step(updates, optimizer_given=False)
+            if restart_moments and task_gradients == "auto":
+                _nnx.restart_at_phase_switch(optimizer, model, opt_state)
         except (ValueError, TypeError):
             nnx.update(model, before[0])  # eagerly the update may have been applied
             nnx.update(optimizer, before[1])
@@ -338,6 +312,7 @@ class TrainState(linen_train_state.TrainState):
         task_losses: jax.Array | None = None,
         key: jax.Array | None = None,
         update_inputs: dict[str, Any] | None = None,
+        restart_moments: bool = True,
         **kwargs: Any,
     ) -> TrainState:
         """One update from stacked task gradients.
@@ -349,6 +324,8 @@ class TrainState(linen_train_state.TrainState):
           key: a PRNG key for random methods.
           update_inputs: further keyword inputs of the method's ``update`` (e.g.
             ``second_task_grads``).
+          restart_moments: restart the optimizer's moments on the update that ends
+            AutoScale's phase 1 (see :mod:`autoscale_jax.restart`); ``False`` carries them.
           **kwargs: other fields to ``replace``, as in flax's ``apply_gradients``.
         """
         tx = optax.with_extra_args_support(self.tx)
@@ -360,12 +337,10 @@ class TrainState(linen_train_state.TrainState):
             key=key,
             **(update_inputs or {}),
         )
-        return self.replace(
-            step=self.step + 1,
-            params=optax.apply_updates(self.params, updates),
-            opt_state=opt_state,
-            **kwargs,
-        )
+        params = optax.apply_updates(self.params, updates)
+        if restart_moments:
+            opt_state = restart.at_phase_switch(tx, self.opt_state, opt_state, params)
+        return self.replace(step=self.step + 1, params=params, opt_state=opt_state, **kwargs)
 
     def train_step(
         self,
@@ -373,6 +348,7 @@ class TrainState(linen_train_state.TrainState):
         *args: Any,
         key: jax.Array | None = None,
         task_gradients: str = "auto",
+        restart_moments: bool = True,
         **update_inputs: Any,
     ) -> tuple[TrainState, jax.Array]:
         """One forward pass, then per-task gradients or one gradient, as ``tx`` needs.
@@ -384,6 +360,8 @@ class TrainState(linen_train_state.TrainState):
           task_gradients: ``"auto"`` (a ``lax.cond`` on the phase when it depends on the
             state) or ``"never"`` (the one-gradient branch alone: the cost of a plain optax
             step, valid once :meth:`needs_task_gradients` is False).
+          restart_moments: restart the optimizer's moments at the end of AutoScale's phase 1
+            (see :func:`autoscale_jax.multitask_train_step`).
           **update_inputs: further keyword inputs of the method's ``update``.
 
         Returns:
@@ -391,7 +369,7 @@ class TrainState(linen_train_state.TrainState):
         """
         if task_gradients not in base.TASK_GRADIENT_POLICIES:
             raise ValueError(f"task_gradients must be 'auto' or 'never', got {task_gradients!r}.")
-        step = train.multitask_train_step(loss_fn, self.tx)
+        step = train.multitask_train_step(loss_fn, self.tx, restart_moments=restart_moments)
         run = step.step if task_gradients == "auto" else step.one_gradient_step
         params, state, losses = run(
             self.params, train.TrainState(self.opt_state, ()), *args, key=key, **update_inputs

@@ -74,7 +74,10 @@ def test_multi_steps_equals_one_step_on_the_large_batch():
         return optax.chain(asj.autoscale(3, estimation_steps=3, window=1), optax.adam(1e-2))
 
     big = asj.multitask_train_step(loss_fn, chain())
-    micro = asj.multitask_train_step(loss_fn, asj.multi_steps(chain(), every_k=2, num_tasks=3))
+    # The step cannot see AutoScale's phase inside multi_steps: the inner chain restarts Adam
+    # at the switch itself, as the big-batch step does.
+    inner = asj.restart_at_phase_switch(chain())
+    micro = asj.multitask_train_step(loss_fn, asj.multi_steps(inner, every_k=2, num_tasks=3))
     big_params, big_state = params, big.init(params)
     micro_params, micro_state = params, micro.init(params)
     micro_step = jax.jit(micro.step)

@@ -12,13 +12,18 @@ from problems import SCALES, regression_problem
 import autoscale_jax as asj
 
 
-def test_fast_path_matches_optax_chain_across_the_phase_switch():
+@pytest.mark.parametrize("restart", [True, False], ids=["restart", "carry"])
+def test_fast_path_matches_optax_chain_across_the_phase_switch(restart):
+    # The step restarts Adam at the switch (restart_moments=True): the raw chain does it with
+    # asj.restart_at_phase_switch; restart_moments=False is the plain chain.
     loss_fn, params, x, y = regression_problem()
     weighting = asj.autoscale(3, estimation_steps=6, window=2, metric_mask="shared")
-    train = asj.multitask_train_step(loss_fn, weighting, optax.adam(1e-2))
+    train = asj.multitask_train_step(loss_fn, weighting, optax.adam(1e-2), restart_moments=restart)
     step = jax.jit(train.step)
     state = train.init(params)
     chain = optax.chain(asj.autoscale(3, 6, window=2, metric_mask="shared"), optax.adam(1e-2))
+    if restart:
+        chain = asj.restart_at_phase_switch(chain)
     chain_state = chain.init(params)
     chain_params = params
     grad_fn = asj.task_value_and_grad(loss_fn)

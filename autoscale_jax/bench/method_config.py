@@ -20,6 +20,7 @@ from autoscale_jax.bench import models
 
 __all__ = [
     "LAST_SHARED_LAYER",
+    "RESTART",
     "SEARCH_METHOD",
     "MethodConfig",
     "default_methods",
@@ -30,6 +31,9 @@ __all__ = [
 
 # A method option value the trainer replaces with the model's last-shared-layer mask.
 LAST_SHARED_LAYER = "last_shared_layer"
+# An AutoScale row's option, taken by the trainer (not the method's): restart the optimizer's
+# moments when phase 1 ends (True, the library's default) or carry phase 1's over (False).
+RESTART = "restart"
 # Handled explicitly by the suite (EW, fixed LS, AutoScale guides, gradient-norm scaling).
 _NOT_SMTO = ("equal_weights", "fixed_weights", "autoscale", "gradient_norm_scaling")
 # Not a registry method: AutoScale's phase 1, then a validation-guided search
@@ -114,11 +118,12 @@ def default_methods(
     """The suite's methods: EW, AutoScale (gms, cond, loss, search), gradient-norm scaling,
     SMTOs.
 
-    AutoScale uses ``metric_mask="shared"`` and ``estimation_steps = max(window,
-    round(estimation_fraction * steps))``; gradient-norm scaling measures norms on the last
-    shared layer, as in its paper. Every other registered method (``methods.available()`` at
-    call time) is added with its default options. The grid-searched LS is not a single run:
-    see :func:`autoscale_jax.bench.grid.grid_search`.
+    AutoScale uses ``metric_mask="shared"``, ``estimation_steps = max(window,
+    round(estimation_fraction * steps))`` and restarts Adam's moments when phase 1 ends
+    (option :data:`RESTART`; ``False`` carries them over, the comparison row); gradient-norm
+    scaling measures norms on the last shared layer, as in its paper. Every other registered
+    method (``methods.available()`` at call time) is added with its default options. The
+    grid-searched LS is not a single run: see :func:`autoscale_jax.bench.grid.grid_search`.
 
     Methods defined only for more tasks (``info.min_tasks > num_tasks``: the robust
     aggregators on two tasks) are left out. Wrappers (``info.constructor == "method"``:
@@ -147,6 +152,7 @@ def default_methods(
             "guide": guide,
             "window": window,
             "metric_mask": "shared",
+            RESTART: True,  # explicit: runs saved before the restart existed are stale
         }
         configs.append(MethodConfig(f"autoscale_{guide}", "autoscale", options))
     configs.append(

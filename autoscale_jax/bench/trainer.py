@@ -23,7 +23,7 @@ import optax
 import autoscale_jax as asj
 from autoscale_jax.bench import models
 from autoscale_jax.bench.benchmark import Benchmark, BenchmarkFunctions, MethodKey, TrainerKey
-from autoscale_jax.bench.method_config import MethodConfig, resolve_options
+from autoscale_jax.bench.method_config import RESTART, MethodConfig, resolve_options
 
 __all__ = [
     "MethodBuild",
@@ -41,13 +41,15 @@ _FIXED = ("equal_weights", "fixed_weights")
 
 
 class MethodBuild(NamedTuple):
-    """How to build a weighting inside ``jit``: ``build(args)`` with its traced ``args``, and
-    the key under which its compiled trainer is cached."""
+    """How to build a weighting inside ``jit``: ``build(args)`` with its traced ``args``, the
+    key under which its compiled trainer is cached, and whether the step restarts the
+    optimizer's moments at AutoScale's phase switch (option :data:`RESTART`)."""
 
     key: MethodKey
     build: Callable[[Any], asj.MultiTaskTransformation]
     args: Any
     extra_inputs: tuple[str, ...] = ()
+    restart: bool = True
 
 
 def method_build(config: MethodConfig, num_tasks: int, params: Any) -> MethodBuild:
@@ -60,7 +62,17 @@ def method_build(config: MethodConfig, num_tasks: int, params: Any) -> MethodBui
 
     Returns:
       A :class:`MethodBuild`.
+
+    Raises:
+      ValueError: for a :data:`RESTART` option that is not a bool or not on an AutoScale row.
     """
+    restart = config.options.get(RESTART, True)
+    if RESTART in config.options and (config.name != "autoscale" or not isinstance(restart, bool)):
+        raise ValueError(
+            f"{config.label}: the option {RESTART!r} (restart the optimizer's moments when "
+            f"AutoScale's phase 1 ends) takes True or False on an 'autoscale' row; got "
+            f"{restart!r} on {config.name!r}."
+        )
     if config.name in _FIXED:
         # Why traced weights: EW, every grid point and every single-task run share a compile.
         weights = config.options.get("weights", np.ones(num_tasks))
@@ -75,9 +87,10 @@ def method_build(config: MethodConfig, num_tasks: int, params: Any) -> MethodBui
 
     def build(_: Any) -> asj.MultiTaskTransformation:
         options = resolve_options(config.options, params, num_tasks)
+        options.pop(RESTART, None)  # the step's option, not the method's
         return asj.methods.build_for(config.name, num_tasks, **options)
 
-    return MethodBuild(key, build, None, asj.methods.info(config.name).extra_inputs)
+    return MethodBuild(key, build, None, asj.methods.info(config.name).extra_inputs, restart)
 
 
 class StepRecord(NamedTuple):
@@ -135,6 +148,7 @@ def _make_chunk_fn(
     loss_fn: Callable,
     extra_inputs: tuple[str, ...],
     optimizer: optax.GradientTransformation,
+    restart: bool = True,
 ) -> Callable:
     """``chunk(args, params, state, data, indices[n, B], keys[n])``: n steps in one scan.
 
@@ -147,7 +161,7 @@ def _make_chunk_fn(
         method_args: Any, params: Any, state: Any, data: tuple, indices: Any, keys: Any
     ) -> tuple:
         weighting = build(method_args)
-        train = multitask_step(benchmark, weighting, optimizer)
+        train = multitask_step(benchmark, weighting, optimizer, restart_moments=restart)
         inputs, targets = data
         with_weights = has_task_weights(state.weighting)
         with_estimator = isinstance(
@@ -235,15 +249,23 @@ def multitask_step(
     benchmark: Benchmark,
     weighting: optax.GradientTransformation,
     optimizer: optax.GradientTransformation,
+    *,
+    restart_moments: bool = True,
 ) -> asj.TrainStep:
     """``multitask_train_step`` on the benchmark's loss; with partial labels the loss also
     returns the label counts (``task_counts=True``), so an absent task reaches the weighting
-    as ``task_mask``."""
+    as ``task_mask``. ``restart_moments``: restart Adam at AutoScale's phase switch."""
     functions = benchmark_functions(benchmark)
     if functions.counted_loss_fn is None:
-        return asj.multitask_train_step(functions.loss_fn, weighting, optimizer)
+        return asj.multitask_train_step(
+            functions.loss_fn, weighting, optimizer, restart_moments=restart_moments
+        )
     return asj.multitask_train_step(
-        functions.counted_loss_fn, weighting, optimizer, task_counts=True
+        functions.counted_loss_fn,
+        weighting,
+        optimizer,
+        task_counts=True,
+        restart_moments=restart_moments,
     )
 
 
@@ -279,7 +301,12 @@ def compiled_chunk(
         return trainers[key], 0.0
     loss_fn = benchmark_functions(benchmark).loss_fn
     chunk = _make_chunk_fn(
-        benchmark, method.build, loss_fn, method.extra_inputs, recipe.optimizer(total_steps)
+        benchmark,
+        method.build,
+        loss_fn,
+        method.extra_inputs,
+        recipe.optimizer(total_steps),
+        method.restart,
     )
     start = time.perf_counter()
     trainers[key] = jax.jit(chunk).lower(*arguments).compile()
