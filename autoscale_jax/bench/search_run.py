@@ -51,7 +51,7 @@ import autoscale_jax as asj
 from autoscale_jax import search
 from autoscale_jax.bench import evaluation, trainer, training
 from autoscale_jax.bench.benchmark import Benchmark, MethodKey, TrainerKey
-from autoscale_jax.bench.method_config import SEARCH_METHOD, MethodConfig, json_options
+from autoscale_jax.bench.method_config import RESTART, SEARCH_METHOD, MethodConfig, json_options
 from autoscale_jax.bench.run_result import Baselines, RunResult, TaskMetricDicts
 from autoscale_jax.bench.selection import (
     Checkpoint,
@@ -157,6 +157,8 @@ def _phase_one(
 ) -> tuple[Any, Any, trainer.StepRecord, float, float]:
     """AutoScale's phase 1 as one compiled chunk: ``(params, state, records, time, compile)``."""
     options = {k: v for k, v in config.options.items() if k in _PHASE_ONE_OPTIONS}
+    # The step restarts Adam at the switch (the chunk's last step) only for a fresh search.
+    options[RESTART] = bool(config.options.get("fresh_optimizer", True))
     phase_config = MethodConfig("autoscale", "autoscale", options)
     method = trainer.method_build(phase_config, benchmark.num_tasks, params)
     functions = trainer.benchmark_functions(benchmark)
