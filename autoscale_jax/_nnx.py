@@ -17,12 +17,24 @@ def _value(variable: Any) -> Any:
     return getter() if getter is not None else variable.value
 
 
+def _set_value(variable: Any, value: Any) -> None:
+    setter = getattr(variable, "set_value", None)  # Flax >= 0.12 deprecates ``.value``
+    if setter is not None:
+        setter(value)
+    else:
+        variable.value = value
+
+
+# Flax < 0.11 states hold VariableState boxes (later releases hold the variables).
+_BOXES = tuple(box for box in (nnx.Variable, vars(nnx).get("VariableState")) if box)
+
+
 def pure(tree: Any) -> Any:
     """``tree`` with every Flax variable replaced by its value."""
     return jax.tree.map(
-        lambda v: _value(v) if isinstance(v, nnx.Variable) else v,
+        lambda v: _value(v) if isinstance(v, _BOXES) else v,
         tree,
-        is_leaf=lambda v: isinstance(v, nnx.Variable),
+        is_leaf=lambda v: isinstance(v, _BOXES),
     )
 
 
@@ -59,4 +71,12 @@ def restart_at_phase_switch(optimizer: Any, model: Any, before: Any) -> None:
     params = pure(split(model, optimizer.wrt)[1])
     restarted = restart.at_phase_switch(optimizer.tx, before, after, params)
     if restarted is not after:
-        nnx.update(optimizer.opt_state, nnx.state(restarted))
+        # Variable by variable: the optimizer state's container types differ across Flax
+        # versions (raw arrays before 0.11 hold OptState variables that nnx.update refuses).
+        is_variable = lambda v: isinstance(v, nnx.Variable)  # noqa: E731
+        variables = jax.tree.leaves(optimizer.opt_state, is_leaf=is_variable)
+        values = jax.tree.leaves(restarted)
+        if len(variables) != len(values):
+            raise ValueError("The restarted optimizer state does not match the optimizer's.")
+        for variable, value in zip(variables, values, strict=True):
+            _set_value(variable, value)

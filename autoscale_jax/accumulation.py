@@ -35,6 +35,9 @@ import optax
 
 from autoscale_jax import _composition, base, checks
 
+# optax < 0.2.4 names it safe_int32_increment (the counters here are int32).
+_safe_increment = getattr(optax, "safe_increment", None) or optax.safe_int32_increment
+
 
 class MultiStepsState(NamedTuple):
     """State of :func:`multi_steps`.
@@ -232,7 +235,7 @@ def apply_if_finite(
         if extra_args.get("task_losses") is not None:
             checked.append(jnp.asarray(extra_args["task_losses"]))
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in checked]))
-        count = jnp.where(finite, 0, optax.safe_increment(state.notfinite_count))
+        count = jnp.where(finite, 0, _safe_increment(state.notfinite_count))
         out, inner_state = jax.lax.cond(
             finite | (count > limit),
             lambda: (new_updates, new_inner),
@@ -242,9 +245,7 @@ def apply_if_finite(
         _composition.started(updates, state, consumer=seen.consumed)
         _composition.holds_optimizer("asj.accumulation.apply_if_finite")
         _composition.finished((out, None))
-        total = jnp.where(
-            finite, state.total_notfinite, optax.safe_increment(state.total_notfinite)
-        )
+        total = jnp.where(finite, state.total_notfinite, _safe_increment(state.total_notfinite))
         return out, ApplyIfFiniteState(count.astype(jnp.int32), finite, total, inner_state)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

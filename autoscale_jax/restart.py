@@ -59,8 +59,6 @@ import jax
 import jax.numpy as jnp
 import optax
 import optax.contrib
-from optax.schedules import _inject
-from optax.transforms import _adding
 
 from autoscale_jax import accumulation, base
 from autoscale_jax.transform import AutoScaleState
@@ -111,35 +109,24 @@ def register_state(
     _RULES[state_type] = _Rule(keep, inner)
 
 
-for _moments in (
-    optax.ScaleByAdamState,
-    optax.ScaleByAmsgradState,
-    optax.ScaleByBeliefState,
-    optax.ScaleByLionState,
-    optax.ScaleByNovogradState,
-    optax.ScaleByRmsState,
-    optax.ScaleByRStdDevState,
-    optax.ScaleByRssState,
-    optax.ScaleBySM3State,
-    optax.ScaleByAdaDeltaState,
-    optax.ScaleByAdanState,
-    optax.ScaleByRpropState,
-    optax.FactoredState,
-    optax.TraceState,
-    optax.EmaState,
-    optax.ScaleByLBFGSState,
-    optax.contrib.MuonState,
-    optax.contrib.ScaleByAdemamixState,
-    optax.contrib.ScaleBySimplifiedAdEMAMixState,
-):
+def _present(module: Any, names: str) -> list:
+    """The state types of ``names`` that this optax defines (older releases lack some)."""
+    return [getattr(module, name) for name in names.split() if hasattr(module, name)]
+
+
+for _moments in _present(
+    optax,
+    "ScaleByAdamState ScaleByAmsgradState ScaleByBeliefState ScaleByLionState "
+    "ScaleByNovogradState ScaleByRmsState ScaleByRStdDevState ScaleByRssState ScaleBySM3State "
+    "ScaleByAdaDeltaState ScaleByAdanState ScaleByRpropState FactoredState TraceState EmaState "
+    "ScaleByLBFGSState",
+) + _present(optax.contrib, "MuonState ScaleByAdemamixState ScaleBySimplifiedAdEMAMixState"):
     register_state(_moments)
-for _schedule in (
-    optax.ScaleByScheduleState,
-    _adding.WeightDecaySchedule,
-    _inject.WrappedScheduleState,
-    optax.AddNoiseState,
-    optax.ZeroNansState,
-):
+for _schedule in [
+    *_present(optax, "ScaleByScheduleState AddNoiseState ZeroNansState"),
+    *_present(getattr(optax.transforms, "_adding", None), "WeightDecaySchedule"),
+    *_present(getattr(optax.schedules, "_inject", None), "WrappedScheduleState"),
+]:
     register_state(_schedule, keep=_schedule._fields)
 register_state(optax.InjectHyperparamsState, keep=("count", "hyperparams"), inner=("inner_state",))
 register_state(
@@ -158,8 +145,8 @@ register_state(
 )
 register_state(optax.LookaheadState, keep=("steps_since_sync",), inner=("fast_state",))
 register_state(optax.MaskedState, inner=("inner_state",))
-register_state(optax.PartitionState, inner=("inner_states",))
-register_state(optax.MultiTransformState, inner=("inner_states",))
+for _partition in _present(optax, "PartitionState MultiTransformState"):
+    register_state(_partition, inner=("inner_states",))
 register_state(optax.ConditionallyMaskState, keep=("step",), inner=("inner_state",))
 register_state(optax.ConditionallyTransformState, keep=("step",), inner=("inner_state",))
 

@@ -75,9 +75,20 @@ RULE_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(RULE_CASES))
-def test_the_rule_restarts_moments_and_keeps_schedule_positions(name):
-    optimizer, expected = RULE_CASES[name]
+NO_DECAY_SCHEDULE = pytest.mark.skipif(
+    not hasattr(getattr(optax.transforms, "_adding", None), "WeightDecaySchedule"),
+    reason="optax < 0.2.4 takes no weight-decay schedule",
+)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "expected"),
+    [
+        pytest.param(*case, id=name, marks=NO_DECAY_SCHEDULE if name == "adamw_scheduled" else ())
+        for name, case in RULE_CASES.items()
+    ],
+)
+def test_the_rule_restarts_moments_and_keeps_schedule_positions(optimizer, expected):
     running, fresh = running_state(optimizer), optimizer.init(PARAMS)
     assert any(np.any(np.asarray(a) != 0) for a in jax.tree.leaves(running))
     restarted = asj.restart_moments(running, PARAMS, optimizer)
@@ -241,8 +252,15 @@ def test_nnx_restarts_like_the_hand_composed_reference_and_compiles_once():
         step = nnx.jit(asjf.nnx_train_step(loss, restart_moments=restart))
         for i in range(2 * E):
             if not restart and i == E:  # the reference: a fresh Adam state at the switch
-                fresh = optax.adam(1e-2).init(nnx.state(model, nnx.Param))
-                nnx.update(optimizer.opt_state[1], nnx.state(fresh))
+                fresh = optax.adam(1e-2).init(jax.tree.map(jnp.zeros_like, nnx.state(model)))
+                boxes = jax.tree.leaves(
+                    optimizer.opt_state[1], is_leaf=lambda v: isinstance(v, nnx.Variable)
+                )
+                for box, value in zip(boxes, jax.tree.leaves(fresh), strict=True):
+                    if hasattr(box, "set_value"):
+                        box.set_value(value)
+                    else:  # Flax < 0.12
+                        box.value = value
             step(model, optimizer, x, y)
         runs.append((nnx.state(model, nnx.Param), asjf.task_weights(optimizer)))
         assert int(optimizer.opt_state[1][0].count[...]) == E
