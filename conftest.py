@@ -118,7 +118,7 @@ _OPTIONAL_DATA: dict[str, tuple[Callable[[], bool], str]] = {
 def _tiny_benchmark():
     """MultiMNIST at 14x14 with 256 training images and a 16-unit trunk: seconds per run."""
     if not _BENCH:
-        from autoscale_jax.bench.benchmark import load_benchmark
+        from autoscale_jax.bench.running.benchmark import load_benchmark
 
         _BENCH.append(
             load_benchmark(

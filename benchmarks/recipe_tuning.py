@@ -13,7 +13,8 @@ and up, never the reported seeds 0-4), then checked:
    Ties go to the current recipe.
 2. **Restart control.** For the chosen and the current recipe: the given fixed weights
    (default: equal weights) trained from step 0, and the same with Adam's moments reset once
-   after 5% of training (:meth:`~autoscale_jax.bench.recipe.Recipe.restart`); test Δm% against
+   after 5% of training (:meth:`~autoscale_jax.bench.running.recipe.Recipe.restart`); test Δm%
+   against
    that recipe's single-task baselines on the tuning seeds. A fair recipe moves Δm by at most
    1 point there (with constant Adam, β2 = 0.999, the reset lifted fixed-weight runs by 1.9-5.7
    points on the discriminating benchmarks: ``benchmarks/search_control.py``).
@@ -39,14 +40,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from autoscale_jax.bench.baselines import single_task_baselines
-from autoscale_jax.bench.benchmark import Benchmark, load_benchmark
-from autoscale_jax.bench.grid import vmapped_grid_runs, weights_label
-from autoscale_jax.bench.method_config import search_options
-from autoscale_jax.bench.recipe import SCHEDULES, Recipe
-from autoscale_jax.bench.run_result import Baselines, RunResult
-from autoscale_jax.bench.selection import relative_score, selected_before_end
-from autoscale_jax.bench.suites import find_spec
+from autoscale_jax.bench.experiments.baselines import single_task_baselines
+from autoscale_jax.bench.experiments.grid import vmapped_grid_runs, weights_label
+from autoscale_jax.bench.experiments.suites import find_spec
+from autoscale_jax.bench.running.benchmark import Benchmark, load_benchmark
+from autoscale_jax.bench.running.method_config import search_options
+from autoscale_jax.bench.running.recipe import SCHEDULES, Recipe
+from autoscale_jax.bench.running.run_result import Baselines, RunResult
+from autoscale_jax.bench.running.selection import relative_score, selected_before_end
 
 CONTROL_HEADER = (
     "| recipe | weights | from step 0 | Adam reset after step r | reset − step 0 | sel. < last |"

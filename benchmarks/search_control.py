@@ -30,12 +30,12 @@ import jax.numpy as jnp
 import optax
 
 from autoscale_jax import search
-from autoscale_jax.bench import evaluation, search_run, trainer, training
-from autoscale_jax.bench.baselines import single_task_baselines
-from autoscale_jax.bench.benchmark import Benchmark, load_benchmark
-from autoscale_jax.bench.method_config import SEARCH_METHOD, MethodConfig, search_options
-from autoscale_jax.bench.run_result import Baselines
-from autoscale_jax.bench.selection import relative_score
+from autoscale_jax.bench.experiments.baselines import single_task_baselines
+from autoscale_jax.bench.running import chunk, evaluation, search_run, single_run
+from autoscale_jax.bench.running.benchmark import Benchmark, load_benchmark
+from autoscale_jax.bench.running.method_config import SEARCH_METHOD, MethodConfig, search_options
+from autoscale_jax.bench.running.run_result import Baselines
+from autoscale_jax.bench.running.selection import relative_score
 
 # The 5-seed grid's choice on each benchmark (README, "Grid, guides and search").
 GRID_WEIGHTS = {
@@ -61,8 +61,8 @@ def fixed_weights_run(
     adam = optax.adam(benchmark.learning_rate)
     w = jnp.asarray(weights, jnp.float32)[None]
     train = jax.jit(lambda p, o, batches: search.train_candidates(loss, adam, w, p, o, batches))
-    indices = training.batch_indices(len(benchmark.dataset.train.inputs), BATCH, STEPS, seed)
-    params = trainer.initial_params(benchmark, seed)
+    indices = single_run.batch_indices(len(benchmark.dataset.train.inputs), BATCH, STEPS, seed)
+    params = chunk.initial_params(benchmark, seed)
     stacked = jax.tree.map(lambda x: x[None], params)
     state = jax.tree.map(lambda x: x[None], adam.init(params))
     bounds = sorted(
@@ -80,11 +80,11 @@ def fixed_weights_run(
         stacked, state, _ = train(stacked, state, jnp.asarray(indices[start:end]))
         if end % EVAL_EVERY == 0 or end == STEPS:
             current = jax.tree.map(lambda x: x[0], stacked)
-            validation = training.evaluate(benchmark, current, benchmark.dataset.validation)
+            validation = single_run.evaluate(benchmark, current, benchmark.dataset.validation)
             score = relative_score(benchmark.dataset.tasks, validation, baselines.validation)
             if score > best[0]:
                 best = (score, current)
-    test = training.evaluate(benchmark, best[1], benchmark.dataset.test)
+    test = single_run.evaluate(benchmark, best[1], benchmark.dataset.test)
     return evaluation.delta_m_both(benchmark.dataset.tasks, test, baselines.test)["per_metric"]
 
 

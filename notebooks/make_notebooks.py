@@ -323,12 +323,12 @@ BUDGET = "small\"""",
 
 from IPython.display import Image, Markdown, display
 
-from autoscale_jax.bench import plots
-from autoscale_jax.bench.benchmark import load_benchmark
-from autoscale_jax.bench.experiment import run_benchmark
-from autoscale_jax.bench.grid import ls_weight_grid
-from autoscale_jax.bench.method_config import default_methods
-from autoscale_jax.bench.report import findings, markdown_table
+from autoscale_jax.bench.experiments.experiment import run_benchmark
+from autoscale_jax.bench.experiments.grid import ls_weight_grid
+from autoscale_jax.bench.reporting import plots
+from autoscale_jax.bench.reporting.report import findings, markdown_table
+from autoscale_jax.bench.running.benchmark import load_benchmark
+from autoscale_jax.bench.running.method_config import default_methods
 
 if BUDGET == "small":
     data_options = {"image_size": 14, "num_train": 2000, "num_validation": 400, "num_test": 400}

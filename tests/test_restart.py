@@ -304,9 +304,9 @@ def test_linen_train_step_and_apply_gradients_restart_like_the_plain_step():
 @pytest.mark.skipif(not HAS_BENCH, reason="needs the bench extra (flax, mlxtend)")
 @pytest.mark.parametrize("restart", [True, False])
 def test_the_bench_autoscale_row_option_restart_reaches_the_compiled_chunk(restart):
-    from autoscale_jax.bench import trainer
-    from autoscale_jax.bench.benchmark import load_benchmark
-    from autoscale_jax.bench.method_config import RESTART, MethodConfig
+    from autoscale_jax.bench.running import chunk
+    from autoscale_jax.bench.running.benchmark import load_benchmark
+    from autoscale_jax.bench.running.method_config import RESTART, MethodConfig
 
     bench = load_benchmark(
         "multi_mnist",
@@ -314,21 +314,21 @@ def test_the_bench_autoscale_row_option_restart_reaches_the_compiled_chunk(resta
         model_options={"trunk_sizes": (8,)},
     )
     config = MethodConfig("a", "autoscale", {"estimation_steps": E, "window": 1, RESTART: restart})
-    params = trainer.initial_params(bench, 0)
-    method = trainer.method_build(config, bench.num_tasks, params)
+    params = chunk.initial_params(bench, 0)
+    method = chunk.method_build(config, bench.num_tasks, params)
     assert method.restart is restart
     optimizer = bench.recipe.optimizer(E + 2)
-    state = trainer.multitask_step(bench, method.build(method.args), optimizer).init(params)
+    state = chunk.multitask_step(bench, method.build(method.args), optimizer).init(params)
     steps = E + 2
     arguments = (
         method.args,
         params,
         state,
-        trainer.benchmark_functions(bench).data,
+        chunk.benchmark_functions(bench).data,
         jnp.arange(steps * 8).reshape(steps, 8) % 64,
         jax.random.split(jax.random.key(0), steps),
     )
-    chunk, _ = trainer.compiled_chunk(bench, method, arguments, total_steps=steps)
+    chunk, _ = chunk.compiled_chunk(bench, method, arguments, total_steps=steps)
     _, state, _ = chunk(*arguments)
     leaves = jax.tree.leaves(state.optimizer, is_leaf=lambda s: hasattr(s, "nu"))
     (adam,) = [s for s in leaves if hasattr(s, "nu")]

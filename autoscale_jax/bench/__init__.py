@@ -1,23 +1,70 @@
-"""Offline benchmarks of multi-task optimizers, one concern per module.
+"""Offline benchmarks of multi-task optimizers, in four layers and a command line.
 
-What runs, from the bottom up:
+Each layer imports only the layers below it (``benchmarks/import_floors.py`` checks it):
 
-- :mod:`.datasets` (one private module per data source) and :mod:`.models`: the data and the
-  networks; :mod:`.toy`: small synthetic problems for the method tests.
-- :mod:`.benchmark`: a dataset + model + learning rate, and the typed cache its runs share.
-- :mod:`.method_config`: the methods a suite runs (row label, registry name, options);
-  (methods are built from the registry: ``asj.methods.build_for``)
-- :mod:`.trainer`: the compiled training chunk (``eval_every`` steps in one ``lax.scan``).
-- :mod:`.training`: one run (train, select on validation, test); :mod:`.selection`: the
-  validation score and which checkpoint is kept; :mod:`.evaluation`: metrics, Δm%, mean rank.
-- :mod:`.seeds`: one method over seeds; :mod:`.run_store`: one file per finished run (resume).
-- :mod:`.search_run`: the ``autoscale_search`` method (AutoScale's phase 1, the validation-
-  guided search of :mod:`autoscale_jax.search`, the survivor trained to the end).
-- :mod:`.baselines` (single-task runs), :mod:`.grid` (the LS grid search, one run per point
-  or all points of a seed side by side in one vmapped program), :mod:`.summary`
-  (seed statistics, one table row per method) and :mod:`.experiment` (all of it on one
-  benchmark); :mod:`.study`: early MTO metrics vs final Δm% over fixed weights.
-- :mod:`.report` (markdown), :mod:`.serialization` (JSON), :mod:`.plots` (PNG),
-  :mod:`.suites` (smoke / quick / discriminating / full) and :mod:`.cli`
-  (``autoscale-jax bench|study``).
+1. :mod:`.datasets`: the data, one private module per source, and each benchmark defined once,
+   beside its loader (:class:`~.datasets.BenchmarkDefinition`: dataset options, model, learning
+   rate, what it shows); :mod:`.toy`: the analytic two-objective problem of the method tests.
+2. :mod:`.running`: one run of one method. :mod:`~.running.recipe` (Adam and its schedule),
+   :mod:`~.running.models` (the networks), :mod:`~.running.benchmark` (a loaded benchmark and
+   the cache its runs share), :mod:`~.running.method_config` (the rows a suite runs),
+   :mod:`~.running.chunk` (``eval_every`` compiled steps in one ``lax.scan``),
+   :mod:`~.running.single_run` (train, select on validation, test),
+   :mod:`~.running.search_run` (the ``autoscale_search`` row), :mod:`~.running.seeds` (a row over
+   seeds), :mod:`~.running.selection` and :mod:`~.running.evaluation` (scores, Δm%),
+   :mod:`~.running.run_result`, :mod:`~.running.run_store`, :mod:`~.running.run_schema` and
+   :mod:`~.running.serialization` (what a run records, one file per run, JSON).
+3. :mod:`.experiments`: many runs. :mod:`~.experiments.baselines` (single-task runs),
+   :mod:`~.experiments.grid` (the LS grid search), :mod:`~.experiments.controls` (the rows
+   derived from the grid's pick), :mod:`~.experiments.summary` (one table row per method),
+   :mod:`~.experiments.experiment` (all of it on one benchmark), :mod:`~.experiments.study`
+   (early MTO metrics vs final Δm%) and :mod:`~.experiments.suites` (what each suite runs).
+4. :mod:`.reporting`: :mod:`~.reporting.report` (markdown) and :mod:`~.reporting.plots` (PNG).
+5. :mod:`.cli` and :mod:`.cli_args`: ``autoscale-jax bench|study`` (also
+   ``python -m autoscale_jax.bench``).
+
+The modules of the earlier flat layout (``autoscale_jax.bench.grid``, ``.trainer``,
+``.training``, ...) moved into these layers (CHANGELOG); ``from autoscale_jax.bench import grid``
+still finds the moved module.
 """
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+# Where each module of the flat layout lives now (``trainer`` and ``training`` were renamed).
+_MOVED = {
+    **{
+        name: f"running.{name}"
+        for name in (
+            "benchmark",
+            "evaluation",
+            "method_config",
+            "models",
+            "recipe",
+            "run_result",
+            "run_schema",
+            "run_store",
+            "search_run",
+            "seeds",
+            "selection",
+            "serialization",
+        )
+    },
+    "trainer": "running.chunk",
+    "training": "running.single_run",
+    **{
+        name: f"experiments.{name}"
+        for name in ("baselines", "controls", "experiment", "grid", "study", "suites", "summary")
+    },
+    "plots": "reporting.plots",
+    "report": "reporting.report",
+}
+
+
+def __getattr__(name: str) -> ModuleType:
+    """``autoscale_jax.bench.<old module>``: the module at its new place (see :data:`_MOVED`)."""
+    if name in _MOVED:
+        return importlib.import_module(f"{__name__}.{_MOVED[name]}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,7 @@ benchmarks with every row on an equal footing (5 seeds: the grid and its two con
 AutoScale guide with and without an optimizer restart, the search, Nash-MTL, FAMO, STCH and
 UPGrad); ``--suite real`` the same rows on the real-data benchmarks (the ``data`` extra,
 ``bash .ci/install-data``; a benchmark whose data are absent is skipped with a message). Every
-run of a benchmark trains with its recipe (:class:`~autoscale_jax.bench.recipe.Recipe`),
+run of a benchmark trains with its recipe (:class:`~autoscale_jax.bench.running.recipe.Recipe`),
 printed in ``results.md`` and ``results.json``.
 
 Outputs in ``--out`` (default ``bench-out/<suite>/``: one folder per suite, so ``bench --suite
@@ -59,19 +59,25 @@ from collections.abc import Iterator, Sequence
 import jax
 from tqdm.auto import tqdm
 
-from autoscale_jax.bench import plots
-from autoscale_jax.bench.benchmark import load_benchmark
 from autoscale_jax.bench.cli_args import build_parser, invalid_arguments, resume_command
-from autoscale_jax.bench.controls import GRID_CONTROLS
-from autoscale_jax.bench.experiment import BenchmarkReport, run_benchmark
-from autoscale_jax.bench.grid import ls_weight_grid
-from autoscale_jax.bench.method_config import MethodConfig, default_methods
-from autoscale_jax.bench.report import results_markdown, study_markdown
-from autoscale_jax.bench.run_store import RunStore, RunStoreError
-from autoscale_jax.bench.seeds import ProgressFn
-from autoscale_jax.bench.serialization import write_json
-from autoscale_jax.bench.study import weight_study
-from autoscale_jax.bench.suites import ALWAYS_RUN, SUITES, BenchmarkSpec, Suite, find_spec
+from autoscale_jax.bench.experiments.controls import GRID_CONTROLS
+from autoscale_jax.bench.experiments.experiment import BenchmarkReport, run_benchmark
+from autoscale_jax.bench.experiments.grid import ls_weight_grid
+from autoscale_jax.bench.experiments.study import weight_study
+from autoscale_jax.bench.experiments.suites import (
+    ALWAYS_RUN,
+    SUITES,
+    BenchmarkSpec,
+    Suite,
+    find_spec,
+)
+from autoscale_jax.bench.reporting import plots
+from autoscale_jax.bench.reporting.report import results_markdown, study_markdown
+from autoscale_jax.bench.running.benchmark import load_benchmark
+from autoscale_jax.bench.running.method_config import MethodConfig, default_methods
+from autoscale_jax.bench.running.run_store import RunStore, RunStoreError
+from autoscale_jax.bench.running.seeds import ProgressFn
+from autoscale_jax.bench.running.serialization import write_json
 
 __all__ = ["bench_command", "build_parser", "main", "study_command"]
 

@@ -7,12 +7,13 @@ import subprocess
 import sys
 from typing import Any, NamedTuple
 
-from autoscale_jax.bench import cli, evaluation, training
-from autoscale_jax.bench.benchmark import Benchmark
+from autoscale_jax.bench import cli
 from autoscale_jax.bench.datasets import MultiTaskDataset, TaskSpec
-from autoscale_jax.bench.method_config import json_options
-from autoscale_jax.bench.recipe import Recipe
-from autoscale_jax.bench.run_result import RunResult
+from autoscale_jax.bench.running import evaluation, single_run
+from autoscale_jax.bench.running.benchmark import Benchmark
+from autoscale_jax.bench.running.method_config import json_options
+from autoscale_jax.bench.running.recipe import Recipe
+from autoscale_jax.bench.running.run_result import RunResult
 
 TASKS = (
     TaskSpec("left", "classification", 10, ("accuracy",), (True,)),
@@ -72,7 +73,7 @@ def fake_run(benchmark, config, *, seed, steps, batch_size, eval_every, baseline
 
 
 def fake_training(ctx, interrupt_after=None):
-    """Replaces training.run: records each run, or raises KeyboardInterrupt after some."""
+    """Replaces single_run.run: records each run, or raises KeyboardInterrupt after some."""
 
     def run(benchmark, config, **options):
         if interrupt_after is not None and len(ctx.trained) == interrupt_after:
@@ -80,7 +81,7 @@ def fake_training(ctx, interrupt_after=None):
         ctx.trained.append(f"{config.label}/{options['seed']}")
         return fake_run(benchmark, config, **options)
 
-    ctx.monkeypatch.setattr(training, "run", run)
+    ctx.monkeypatch.setattr(single_run, "run", run)
 
 
 @contextlib.contextmanager

@@ -19,12 +19,18 @@ from typing import Any, NamedTuple
 import pytest
 from cli_fakes import TOY, Context, fake_run, fake_training, invoke, spawn
 
-from autoscale_jax.bench import cli, run_store
-from autoscale_jax.bench.baselines import single_task_baselines
-from autoscale_jax.bench.method_config import MethodConfig
-from autoscale_jax.bench.run_store import RunStore, run_key
-from autoscale_jax.bench.seeds import run_seeds
-from autoscale_jax.bench.serialization import json_digest, read_json, to_jsonable, write_json
+from autoscale_jax.bench import cli
+from autoscale_jax.bench.experiments.baselines import single_task_baselines
+from autoscale_jax.bench.running import run_store
+from autoscale_jax.bench.running.method_config import MethodConfig
+from autoscale_jax.bench.running.run_store import RunStore, run_key
+from autoscale_jax.bench.running.seeds import run_seeds
+from autoscale_jax.bench.running.serialization import (
+    json_digest,
+    read_json,
+    to_jsonable,
+    write_json,
+)
 
 BUDGET = {"steps": 20, "batch_size": 8, "eval_every": 10}
 PCGRAD = MethodConfig("pcgrad", "pcgrad")

@@ -6,9 +6,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import pytest
 
-from autoscale_jax.bench.controls import control_config
-from autoscale_jax.bench.grid import vmapped_grid_runs
-from autoscale_jax.bench.recipe import Recipe
+from autoscale_jax.bench.experiments.controls import control_config
+from autoscale_jax.bench.experiments.grid import vmapped_grid_runs
+from autoscale_jax.bench.running.recipe import Recipe
 
 
 class Case(NamedTuple):

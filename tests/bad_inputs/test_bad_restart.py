@@ -168,11 +168,11 @@ CASES: list[Any] = [
 
 
 def bench_build(name, restart):
-    from autoscale_jax.bench import trainer
-    from autoscale_jax.bench.method_config import RESTART, MethodConfig
+    from autoscale_jax.bench.running import chunk
+    from autoscale_jax.bench.running.method_config import RESTART, MethodConfig
 
     config = MethodConfig("row", name, {RESTART: restart})
-    return trainer.method_build(config, K, PARAMS)
+    return chunk.method_build(config, K, PARAMS)
 
 
 BENCH_CASES: list[Any] = [

@@ -9,9 +9,10 @@ import types
 
 import pytest
 
-from autoscale_jax.bench import cli, training
-from autoscale_jax.bench.run_schema import run_key_problem, run_result_problem
-from autoscale_jax.bench.serialization import json_digest, read_json
+from autoscale_jax.bench import cli
+from autoscale_jax.bench.running import single_run
+from autoscale_jax.bench.running.run_schema import run_key_problem, run_result_problem
+from autoscale_jax.bench.running.serialization import json_digest, read_json
 
 # Smoke suite: 2 single-task runs, 3 grid points, EW and AutoScale (gms), one seed.
 SMOKE_RUN_FILES = 7
@@ -109,13 +110,13 @@ def test_resume_trains_only_the_missing_run_and_gives_the_same_results(
     assert len(list(runs.iterdir())) == SMOKE_RUN_FILES
     (runs / "autoscale_gms__seed0.json").unlink()
     trained = []
-    train = training.run
+    train = single_run.run
 
     def counting_run(benchmark, config, **options):
         trained.append((config.label, options["seed"]))
         return train(benchmark, config, **options)
 
-    monkeypatch.setattr(training, "run", counting_run)
+    monkeypatch.setattr(single_run, "run", counting_run)
     with pytest.warns(UserWarning, match="mostly noise"):
         assert cli.main(["bench", "--smoke", "--resume", "--no-plots", "--out", str(out)]) == 0
     assert trained == [("autoscale_gms", 0)]
@@ -160,8 +161,8 @@ def test_module_entry_point_prints_usage_without_a_command():
 def test_a_benchmark_with_its_own_methods_runs_only_those(monkeypatch):
     from bench_tiny import tiny_benchmark
 
-    from autoscale_jax.bench.run_store import RunStore
-    from autoscale_jax.bench.suites import QM9_METHODS, SUITES
+    from autoscale_jax.bench.experiments.suites import QM9_METHODS, SUITES
+    from autoscale_jax.bench.running.run_store import RunStore
 
     seen = {}
 

@@ -1,0 +1,220 @@
+"""The methods a benchmark suite runs, as row labels with registry names and options.
+
+Example:
+  >>> config = MethodConfig("autoscale_gms", "autoscale", {"estimation_steps": 50})
+  >>> [c.label for c in default_methods(2, 800)][:5]
+  ['ew', 'autoscale_gms', 'autoscale_cond', 'autoscale_loss', 'autoscale_search']
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+import numpy as np
+
+import autoscale_jax as asj
+from autoscale_jax.bench.running import models
+
+__all__ = [
+    "LAST_SHARED_LAYER",
+    "RESTART",
+    "SEARCH_METHOD",
+    "MethodConfig",
+    "default_methods",
+    "json_options",
+    "resolve_options",
+    "search_options",
+]
+
+# A method option value the trainer replaces with the model's last-shared-layer mask.
+LAST_SHARED_LAYER = "last_shared_layer"
+# An AutoScale row's option, taken by the trainer (not the method's): restart the optimizer's
+# moments when phase 1 ends (True, the library's default) or carry phase 1's over (False).
+RESTART = "restart"
+# Handled explicitly by the suite (EW, fixed LS, AutoScale guides, gradient-norm scaling).
+_NOT_SMTO = ("equal_weights", "fixed_weights", "autoscale", "gradient_norm_scaling")
+# Not a registry method: AutoScale's phase 1, then a validation-guided search
+# (autoscale_jax.search), run by autoscale_jax.bench.running.search_run.
+SEARCH_METHOD = "autoscale_search"
+# The method each wrapper wraps in the suite: Nash-MTL, whose fixed weights 2505.10347 found
+# as good as Nash-MTL itself on QM9.
+WRAPPED = "nash_mtl"
+
+
+class MethodConfig(NamedTuple):
+    """A method to run: a row label, a registry name and its keyword options.
+
+    ``num_tasks`` is added by the trainer; an option equal to :data:`LAST_SHARED_LAYER` is
+    replaced by the model's last-shared-layer mask. ``"equal_weights"`` and
+    ``"fixed_weights"`` (option ``weights``) share one compiled trainer.
+
+    Example:
+      >>> config = MethodConfig("autoscale_gms", "autoscale", {"estimation_steps": 50})
+      >>> config.name, dict(config.options)
+      ('autoscale', {'estimation_steps': 50})
+    """
+
+    label: str
+    name: str
+    options: Mapping[str, Any] = MappingProxyType({})
+
+
+def search_options(
+    num_tasks: int, steps: int, *, estimation_fraction: float = 0.05, window: int = 10
+) -> dict[str, Any]:
+    """The suite's ``autoscale_search`` options for K tasks and a ``steps`` budget.
+
+    Phase 1 is AutoScale's gms guide (5% of training). The search starts from its parameters
+    with a fresh Adam state (see :mod:`autoscale_jax.bench.running.search_run`). Stage 1:
+    ``w(α) ∝ w_gms^α`` for ``α ∈ {1, 1.5, 2, 2.5, 3}`` (α = 1 is the guide's own pick), rungs
+    5% and 30% of training after phase 1 (25% for K ≥ 3), keeping 3 of 5 at the first: the
+    decision falls
+    at 35% of training (30% for K ≥ 3) because early validation favours the fast task
+    (measured on MultiMNIST: the best ratio by validation is 56 at 25% of training and 178
+    from 37% on; simulated on tuning seeds 100-102, decisions between 25% and 45% of training
+    picked the same α). For K ≥ 3, stage 2: the survivor and multipliers ×4 on each task
+    around it (moves the one-parameter family cannot make), one rung of 7.5% of training
+    (ending at 37.5%), keeping the best. Cost (800 steps): 1.75x EW gradient evaluations for
+    K = 2, 1.93x for K = 3.
+
+    Args:
+      num_tasks: K.
+      steps: the training budget.
+      estimation_fraction: phase-1 share of training.
+      window: AutoScale's window.
+
+    Returns:
+      The options of ``MethodConfig("autoscale_search", SEARCH_METHOD, options)``.
+    """
+    estimation_steps = max(window, round(estimation_fraction * steps))
+    last = 0.25 if num_tasks >= 3 else 0.3
+    options: dict[str, Any] = {
+        "estimation_steps": estimation_steps,
+        "guide": "gms",
+        "window": window,
+        "metric_mask": "shared",
+        "alphas": (1.0, 1.5, 2.0, 2.5, 3.0),
+        "rungs": (max(1, round(0.05 * steps)), max(2, round(last * steps))),
+        "keep": 0.5,
+        "fresh_optimizer": True,
+    }
+    if num_tasks >= 3:
+        options["factors"] = (4.0,)
+        options["refine_rungs"] = (max(1, round(0.075 * steps)),)
+    return options
+
+
+def default_methods(
+    num_tasks: int,
+    steps: int,
+    *,
+    estimation_fraction: float = 0.05,
+    window: int = 10,
+    heads: str = "weighted",
+) -> list[MethodConfig]:
+    """The suite's methods: EW, AutoScale (gms, cond, loss, search), gradient-norm scaling,
+    SMTOs.
+
+    AutoScale uses ``metric_mask="shared"``, ``estimation_steps = max(window,
+    round(estimation_fraction * steps))`` and restarts Adam's moments when phase 1 ends
+    (option :data:`RESTART`; ``False`` carries them over, the comparison row); gradient-norm
+    scaling measures norms on the last shared layer, as in its paper. Every other registered
+    method (``methods.available()`` at call time) is added with its default options. The
+    grid-searched LS is not a single run: see
+    :func:`autoscale_jax.bench.experiments.grid.grid_search`.
+
+    Methods defined only for more tasks (``info.min_tasks > num_tasks``: the robust
+    aggregators on two tasks) are left out. Wrappers (``info.constructor == "method"``:
+    ``freeze``, ``cr_mogm``) wrap :data:`WRAPPED`, named by its registry name in the
+    ``method`` option; ``freeze`` estimates for as long as AutoScale does. ``heads="plain"``
+    is passed to every method that takes ``heads`` (the Gramian family): each task head then
+    trains on its own gradient and only the shared leaves are weighted.
+
+    Args:
+      num_tasks: K.
+      steps: the training budget, to size AutoScale's phase 1.
+      estimation_fraction: phase-1 share of training.
+      window: AutoScale's window ``τ``.
+      heads: ``"weighted"`` (every leaf weighted, the methods' default) or ``"plain"``.
+
+    Returns:
+      A list of :class:`MethodConfig`, EW first.
+    """
+    if heads not in ("weighted", "plain"):
+        raise ValueError(f"heads must be 'weighted' or 'plain', got {heads!r}.")
+    estimation_steps = max(window, round(estimation_fraction * steps))
+    configs = [MethodConfig("ew", "equal_weights")]
+    for guide in ("gms", "cond", "loss"):
+        options: dict[str, Any] = {
+            "estimation_steps": estimation_steps,
+            "guide": guide,
+            "window": window,
+            "metric_mask": "shared",
+            RESTART: True,  # explicit: runs saved before the restart existed are stale
+        }
+        configs.append(MethodConfig(f"autoscale_{guide}", "autoscale", options))
+    configs.append(
+        MethodConfig(
+            SEARCH_METHOD,
+            SEARCH_METHOD,
+            search_options(
+                num_tasks, steps, estimation_fraction=estimation_fraction, window=window
+            ),
+        )
+    )
+    configs.append(
+        MethodConfig(
+            "gradient_norm_scaling",
+            "gradient_norm_scaling",
+            {"metric_mask": LAST_SHARED_LAYER} | _heads_option("gradient_norm_scaling", heads),
+        )
+    )
+    for name in asj.methods.available():
+        if name in _NOT_SMTO or asj.methods.info(name).min_tasks > num_tasks:
+            continue
+        if asj.methods.info(name).constructor != "method":
+            configs.append(MethodConfig(name, name, _heads_option(name, heads)))
+            continue
+        options = {"method": WRAPPED}
+        if name == "freeze":
+            options["estimation_steps"] = estimation_steps
+        configs.append(MethodConfig(f"{name}({WRAPPED})", name, options))
+    return configs
+
+
+def _heads_option(name: str, heads: str) -> dict[str, str]:
+    """``{"heads": "plain"}`` for a method that takes ``heads``; nothing for the default, so
+    the default runs keep their option keys (and their saved run files)."""
+    takes = "heads" in inspect.signature(asj.methods.info(name).factory).parameters
+    return {"heads": heads} if takes and heads != "weighted" else {}
+
+
+def resolve_options(options: Mapping[str, Any], params: Any, num_tasks: int) -> dict[str, Any]:
+    """Method options as a factory takes them.
+
+    :data:`LAST_SHARED_LAYER` becomes the model's mask and a wrapper's ``method`` (a registry
+    name) the wrapped method, built for ``num_tasks``.
+
+    Args:
+      options: a :class:`MethodConfig`'s options.
+      params: the model parameters the mask is built for.
+      num_tasks: K.
+
+    Returns:
+      A new dict of options.
+    """
+
+    def resolve(key: str, value: Any) -> Any:
+        if key == "method" and isinstance(value, str):
+            return asj.methods.build_for(value, num_tasks)
+        return models.last_shared_layer_mask(params) if value == LAST_SHARED_LAYER else value
+
+    return {key: resolve(key, value) for key, value in options.items()}
+
+
+def json_options(options: Mapping[str, Any]) -> dict[str, str]:
+    """Method options as JSON-friendly strings (arrays as nested lists), as runs record them."""
+    return {key: str(np.asarray(value).tolist()) for key, value in options.items()}

@@ -1,0 +1,80 @@
+"""The suite's default methods."""
+
+import pytest
+
+import autoscale_jax as asj
+from autoscale_jax.bench.running.method_config import (
+    LAST_SHARED_LAYER,
+    SEARCH_METHOD,
+    MethodConfig,
+    default_methods,
+    json_options,
+    resolve_options,
+)
+
+
+def test_default_methods_cover_the_registry_and_size_phase_one():
+    configs = default_methods(3, 1000)
+    labels = [c.label for c in configs]
+    assert labels[:6] == [
+        "ew",
+        "autoscale_gms",
+        "autoscale_cond",
+        "autoscale_loss",
+        "autoscale_search",
+        "gradient_norm_scaling",
+    ]
+    assert len(set(labels)) == len(labels)
+    for config in configs[1:5]:
+        assert config.options["estimation_steps"] == 50  # 5 % of 1000
+        assert config.options["metric_mask"] == "shared"
+    assert default_methods(2, 100)[1].options["estimation_steps"] == 10  # >= one window
+    # Every registered method runs (and the search, not a registry method); wrappers wrap
+    # Nash-MTL.
+    names = {c.name for c in configs} - {SEARCH_METHOD}
+    assert names | {"fixed_weights"} == set(asj.methods.available())
+    # On two tasks only the methods defined there.
+    two = {c.name for c in default_methods(2, 1000)} - {SEARCH_METHOD} | {"fixed_weights"}
+    assert (
+        set(asj.methods.available()) - two
+        == {n for n in asj.methods.available() if asj.methods.info(n).min_tasks > 2}
+        == {"krum", "trimmed_mean"}
+    )
+    registered = [c for c in configs if c.name != SEARCH_METHOD]
+    wrappers = [c for c in registered if asj.methods.info(c.name).constructor == "method"]
+    assert wrappers and all(c.options["method"] == "nash_mtl" for c in wrappers)
+    assert "freeze(nash_mtl)" in labels
+
+
+def test_options_resolve_the_last_shared_layer_and_record_as_strings():
+    params = {"trunk": {"layers": {"0": {"w": 1.0}, "1": {"w": 2.0}}}, "heads": {"w": 3.0}}
+    config = MethodConfig("g", "gradient_norm_scaling", {"metric_mask": LAST_SHARED_LAYER, "a": 1})
+    resolved = resolve_options(config.options, params, 2)
+    assert resolved["a"] == 1
+    assert resolved["metric_mask"] == {
+        "trunk": {"layers": {"0": {"w": False}, "1": {"w": True}}},
+        "heads": {"w": False},
+    }
+    wrapped = resolve_options({"method": "mgda"}, params, 3)["method"]
+    assert asj.task_weights(wrapped.init(None)).shape == (3,)
+    assert json_options({"weights": [0.5, 1.5], "guide": "gms"}) == {
+        "weights": "[0.5, 1.5]",
+        "guide": "gms",
+    }
+
+
+def test_plain_heads_reach_exactly_the_methods_that_take_them():
+    weighted = {c.label: c for c in default_methods(3, 1000)}
+    plain = {c.label: c for c in default_methods(3, 1000, heads="plain")}
+    assert weighted.keys() == plain.keys()
+    assert all("heads" not in c.options for c in weighted.values())  # default keys unchanged
+    for label, config in plain.items():
+        if config.name not in asj.methods.available():
+            continue  # the bench's own search method, not a registered transformation
+        info = asj.methods.info(config.name)
+        if info.family in ("gramian", "surgery"):
+            assert config.options["heads"] == "plain", label
+        if info.family == "loss" or config.name == "autoscale":
+            assert "heads" not in config.options, label
+    with pytest.raises(ValueError, match="heads must be"):
+        default_methods(2, 100, heads="own")
