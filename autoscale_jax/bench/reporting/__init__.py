@@ -1,0 +1,2 @@
+"""What a reader sees: :mod:`.report` (markdown tables and findings) and :mod:`.plots` (PNG),
+both pure functions of :mod:`..experiments`' results (the bench's fourth layer)."""
