@@ -40,6 +40,7 @@ from autoscale_jax.transform import (
     fixed_weights,
 )
 
+# The one version source: pyproject.toml reads it (dynamic = ["version"]).
 __version__ = "0.1.0"
 
 __all__ = [

@@ -1,9 +1,14 @@
 """Checks shared by the method test modules.
 
+A helper module, not a test module: method tests import their shared checks from here and
+never from each other (the solvers' float64 references are in solver_references.py).
+
 Loss-space methods: the fast-path train step equals the optax chain, presummed equals stacked,
 the weights ignore the gradients, permuting tasks permutes the weights. Gradient-space
 methods: one compilation over steps and a NaN gradient that reaches the update but not the
-state. Plus float64 numpy optimizers used as independent references.
+state. Solver-based methods: one jitted update on a fixed Jacobian, task permutation, a
+flagged NaN step. Registry-wide: every method built alike, its extra inputs. Plus float64
+numpy optimizers used as independent references.
 """
 
 import jax
@@ -257,6 +262,53 @@ def assert_compiles_once_and_survives_nan(tx, num_tasks: int, rng) -> None:
         assert not bool(new_state.solver_converged)
     else:
         jax.tree.map(np.testing.assert_array_equal, new_state, state)
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(new_state))
+
+
+# Solver-based methods (MGDA, CAGrad, Nash-MTL, UPGrad, FairGrad, EDM, ...): one jitted update
+# on a fixed Jacobian, task permutation, one compilation and a flagged NaN step.
+_JITTED_UPDATES: dict = {}
+
+
+def run_method(tx, J: np.ndarray, **kwargs) -> tuple[np.ndarray, np.ndarray, object]:
+    """One jitted update on the two-leaf pytree of ``J``: (flat update, weights, state).
+
+    The jitted update is cached per transformation, so reusing one ``tx`` across calls (with
+    the same shapes) compiles once.
+    """
+    if tx not in _JITTED_UPDATES:
+        _JITTED_UPDATES[tx] = jax.jit(tx.update)
+    update, state = _JITTED_UPDATES[tx](as_task_grads(J), tx.init(None), **kwargs)
+    return flat(update), np.asarray(asj.task_weights(state), np.float64), state
+
+
+def assert_permutes_with_tasks(tx, J: np.ndarray, rtol: float = 1e-4) -> np.ndarray:
+    """Permuting the tasks permutes the weights and leaves the update unchanged (up to
+    ``rtol`` of the largest entry); returns the weights."""
+    perm = np.roll(np.arange(len(J)), 1)
+    update, weights, _ = run_method(tx, J)
+    update_p, weights_p, _ = run_method(tx, J[perm])
+    np.testing.assert_allclose(weights_p, weights[perm], rtol=rtol, atol=rtol * weights.max())
+    np.testing.assert_allclose(update_p, update, rtol=rtol, atol=rtol * np.abs(update).max())
+    return weights
+
+
+def assert_compiles_once_and_flags_nan(tx, num_tasks: int, rng, **kwargs) -> None:
+    """Jitted update compiles once over new values; a NaN gradient reaches the update, keeps
+    the previous (finite) weights and flags the solve as not converged."""
+    update = jax.jit(lambda g, s: tx.update(g, s, **kwargs))
+    state = tx.init(None)
+    for _ in range(3):
+        _, state = update(as_task_grads(random_jacobian(rng, num_tasks, 6)), state)
+        assert bool(state.solver_converged)
+    assert update._cache_size() == 1
+    J = random_jacobian(rng, num_tasks, 6)
+    J[1, 2] = np.nan
+    out, new_state = update(as_task_grads(J), state)
+    assert update._cache_size() == 1
+    assert np.isnan(flat(out)).any()
+    np.testing.assert_array_equal(new_state.task_weights, state.task_weights)
+    assert not bool(new_state.solver_converged)
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(new_state))
 
 

@@ -3,12 +3,8 @@ per-task rescaling, against the brute-force min-norm point of the unit gradients
 
 import numpy as np
 from conftest import TORCHJD_JACOBIAN, random_jacobian
-from test_methods_solvers import (
-    assert_compiles_once_and_flags_nan,
-    assert_permutes_with_tasks,
-    reference_min_norm_weights,
-    run_method,
-)
+from method_checks import assert_compiles_once_and_flags_nan, assert_permutes_with_tasks, run_method
+from solver_references import reference_min_norm_weights
 
 from autoscale_jax.methods.edm import edm
 

@@ -7,11 +7,7 @@ import numpy as np
 import optax
 import pytest
 from conftest import TORCHJD_JACOBIAN, as_task_grads, random_jacobian
-from test_methods_solvers import (
-    assert_compiles_once_and_flags_nan,
-    assert_permutes_with_tasks,
-    run_method,
-)
+from method_checks import assert_compiles_once_and_flags_nan, assert_permutes_with_tasks, run_method
 
 import autoscale_jax as asj
 from autoscale_jax.methods.fairgrad import fairgrad

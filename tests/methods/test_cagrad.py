@@ -8,10 +8,10 @@ import numpy as np
 import optax
 import pytest
 from conftest import TORCHJD_JACOBIAN, as_task_grads, random_jacobian
-from method_checks import flat
-from test_methods_solvers import (
+from method_checks import (
     assert_compiles_once_and_flags_nan,
     assert_permutes_with_tasks,
+    flat,
     run_method,
 )
 

@@ -4,13 +4,9 @@ projection onto the dual cone (scipy), and the non-conflicting property."""
 import numpy as np
 import pytest
 from conftest import TORCHJD_JACOBIAN, random_jacobian
+from method_checks import assert_compiles_once_and_flags_nan, assert_permutes_with_tasks, run_method
 from scipy.optimize import nnls
-from test_methods_solvers import (
-    assert_compiles_once_and_flags_nan,
-    assert_permutes_with_tasks,
-    reference_box_qp,
-    run_method,
-)
+from solver_references import reference_box_qp
 
 from autoscale_jax.methods.dualproj import dualproj
 

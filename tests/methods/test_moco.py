@@ -2,59 +2,17 @@
 replay of the tracking / projected-λ recursion, and an exact min-norm QP by support enumeration
 (MoCo without tracking on a fixed Jacobian must reach MGDA's weights)."""
 
-import itertools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import as_task_grads
+from method_checks import flat
+from solver_references import moderate_jacobian, numpy_project, reference_min_norm_weights
 
 import autoscale_jax as asj
 from autoscale_jax.methods.mgda import mgda_weights
 from autoscale_jax.methods.moco import moco, project_to_simplex
-
-
-def numpy_project(v):
-    """float64 simplex projection by bisection on θ in Σ max(v - θ, 0) = 1 (no sorting)."""
-    v = np.asarray(v, np.float64)
-    lo, hi = v.min() - 1.0, v.max()
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if np.maximum(v - mid, 0).sum() > 1 else (lo, mid)
-    return np.maximum(v - 0.5 * (lo + hi), 0)
-
-
-def numpy_min_norm(Q):
-    """argmin_{λ ∈ Δ} λᵀQλ in float64, exactly: the best KKT point over all supports."""
-    Q = np.asarray(Q, np.float64)
-    K = Q.shape[0]
-    best, best_value = None, np.inf
-    for size in range(1, K + 1):
-        for support in itertools.combinations(range(K), size):
-            idx = list(support)
-            system = np.zeros((size + 1, size + 1))
-            system[:size, :size] = Q[np.ix_(idx, idx)]
-            system[:size, size] = system[size, :size] = 1.0
-            try:
-                solution = np.linalg.solve(system, np.r_[np.zeros(size), 1.0])
-            except np.linalg.LinAlgError:
-                continue
-            if np.all(solution[:size] >= -1e-12):
-                lam = np.zeros(K)
-                lam[idx] = solution[:size]
-                if lam @ Q @ lam < best_value - 1e-15:
-                    best, best_value = lam, lam @ Q @ lam
-    return best
-
-
-def moderate_jacobian(rng, num_tasks=3, dim=6):
-    """Rows with norms within a factor of 4, so γ = O(0.1) gives interior weights."""
-    return rng.normal(size=(num_tasks, dim)) * 10 ** rng.uniform(-0.3, 0.3, (num_tasks, 1))
-
-
-def flat(tree):
-    return np.concatenate([np.asarray(tree["a"]).ravel(), np.asarray(tree["b"]).ravel()])
 
 
 def run(tx, jacobians):
@@ -146,7 +104,7 @@ def test_without_tracking_converges_to_the_min_norm_weights(rho):
     gamma = 1.0 / np.linalg.eigvalsh(G + rho * np.eye(4)).max()
     tx = moco(4, beta=1.0, beta_sigma=0.0, gamma=gamma, gamma_sigma=0.0, rho=rho)
     outs, weights, _ = run(tx, [J] * 1500)
-    expected = numpy_min_norm(G + rho * np.eye(4))
+    expected = reference_min_norm_weights(G + rho * np.eye(4))
     np.testing.assert_allclose(weights[-1], expected, atol=2e-5)
     np.testing.assert_allclose(outs[-1], expected @ J, atol=2e-5 * np.abs(J).max())
     if rho == 0.0:

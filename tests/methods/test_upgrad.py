@@ -4,12 +4,8 @@ the non-conflicting property on random conflicting Jacobians."""
 import numpy as np
 import pytest
 from conftest import TORCHJD_JACOBIAN, random_jacobian
-from test_methods_solvers import (
-    assert_compiles_once_and_flags_nan,
-    assert_permutes_with_tasks,
-    reference_box_qp,
-    run_method,
-)
+from method_checks import assert_compiles_once_and_flags_nan, assert_permutes_with_tasks, run_method
+from solver_references import reference_box_qp
 
 from autoscale_jax.methods.upgrad import upgrad
 

@@ -14,8 +14,11 @@ import numpy as np
 import optax
 import pytest
 from conftest import as_task_grads, random_jacobian
-from method_checks import assert_compiles_once_and_survives_nan, flat
-from test_methods_solvers import assert_compiles_once_and_flags_nan
+from method_checks import (
+    assert_compiles_once_and_flags_nan,
+    assert_compiles_once_and_survives_nan,
+    flat,
+)
 
 import autoscale_jax as asj
 from autoscale_jax.methods.pcd import pcd

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 from conftest import as_task_grads, random_jacobian
-from test_methods_solvers import reference_min_norm_weights
+from solver_references import reference_min_norm_weights
 
 import autoscale_jax as asj
 from autoscale_jax.methods._bases import Proposal, gramian_method

@@ -7,8 +7,7 @@ import method_checks as checks
 import numpy as np
 import pytest
 from conftest import TORCHJD_JACOBIAN, as_task_grads, random_jacobian
-from method_checks import flat
-from test_methods_solvers import assert_compiles_once_and_flags_nan, run_method
+from method_checks import assert_compiles_once_and_flags_nan, flat, run_method
 
 import autoscale_jax as asj
 from autoscale_jax.methods.nash_mtl import nash_mtl

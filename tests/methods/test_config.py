@@ -7,11 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import TORCHJD_JACOBIAN, random_jacobian
-from test_methods_solvers import (
-    assert_compiles_once_and_flags_nan,
-    assert_permutes_with_tasks,
-    run_method,
-)
+from method_checks import assert_compiles_once_and_flags_nan, assert_permutes_with_tasks, run_method
 
 from autoscale_jax.methods.config import config, config_weights
 

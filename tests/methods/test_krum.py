@@ -5,10 +5,10 @@ import jax
 import numpy as np
 import pytest
 from conftest import as_task_grads, random_jacobian
-from method_checks import gramian32
-from test_methods_solvers import (
+from method_checks import (
     assert_compiles_once_and_flags_nan,
     assert_permutes_with_tasks,
+    gramian32,
     run_method,
 )
 

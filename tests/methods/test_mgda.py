@@ -5,13 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import TORCHJD_JACOBIAN, as_task_grads, random_jacobian
-from test_methods_solvers import (
-    assert_compiles_once_and_flags_nan,
-    assert_permutes_with_tasks,
-    assert_simplex_kkt,
-    reference_min_norm_weights,
-    run_method,
-)
+from method_checks import assert_compiles_once_and_flags_nan, assert_permutes_with_tasks, run_method
+from solver_references import assert_simplex_kkt, reference_min_norm_weights
 
 import autoscale_jax as asj
 from autoscale_jax.methods.mgda import mgda
