@@ -49,6 +49,10 @@ Cost. A rung of length ``ℓ`` with ``n`` live candidates costs ``n ℓ`` backwa
 survivor's own steps are steps the run needed anyway, so the search adds
 ``search_cost(...) - rungs[-1]`` gradient evaluations to one run.
 
+One call. :func:`find_weights` runs the whole design in a user's loop (AutoScale's phase 1,
+the restart, the stages, the survivor) on batches streamed in fixed-size chunks, on one or
+several devices, resumable from checkpoints (:mod:`autoscale_jax.search.loop`).
+
 Nothing silent. Every function checks its inputs before the first step (a ``ValueError`` or
 ``TypeError`` naming the argument). At run time candidates whose score or parameters are
 non-finite rank last; a rung where none is finite sets ``SearchResult.nonfinite`` and clears
@@ -86,16 +90,40 @@ from autoscale_jax.search.halving import (
     train_candidates,
     validation_search,
 )
+from autoscale_jax.search.loop import (
+    SearchReport,
+    StageReport,
+    WeightSearch,
+    WeightSearchResult,
+    find_weights,
+)
+from autoscale_jax.search.stages import (
+    Stage,
+    alpha_stage,
+    default_stages,
+    multiplier_stage,
+    weights_stage,
+)
 
 __all__ = [
     "SearchError",
+    "SearchReport",
     "SearchResult",
+    "Stage",
+    "StageReport",
+    "WeightSearch",
+    "WeightSearchResult",
     "alpha_family",
+    "alpha_stage",
     "alpha_weights",
+    "default_stages",
+    "find_weights",
     "halving_counts",
+    "multiplier_stage",
     "search_cost",
     "successive_halving",
     "task_multipliers",
     "train_candidates",
     "validation_search",
+    "weights_stage",
 ]
