@@ -57,7 +57,7 @@ def fixed_weights_run(
 ) -> float:
     """Fixed-weight training, Adam reset at step ``reset_at`` (None: never); returns the test
     Δm% (per metric) of the best validation checkpoint."""
-    loss = search_run.index_loss_fn(benchmark)
+    loss = chunk.index_loss_fn(benchmark)
     adam = optax.adam(benchmark.learning_rate)
     w = jnp.asarray(weights, jnp.float32)[None]
     train = jax.jit(lambda p, o, batches: search.train_candidates(loss, adam, w, p, o, batches))

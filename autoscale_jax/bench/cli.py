@@ -7,7 +7,7 @@ Usage::
                       [--methods LABEL ...] [--seeds N] [--steps N] [--grid N] [--out DIR]
                       [--resume] [--no-plots]
   autoscale-jax study [--benchmark multi_mnist] [--grid N] [--steps N] [--seed S] [--out DIR]
-  python -m autoscale_jax.bench.cli bench          # the same without the console script
+  python -m autoscale_jax.bench bench              # the same without the console script
 
 ``autoscale-jax bench`` with no option runs the **quick** suite: MultiMNIST with one task
 classifying the left digit and the other reconstructing the right one (CE + MSE, where equal
@@ -34,7 +34,7 @@ rank, cost relative to EW, findings), PNG plots per benchmark (weights over trai
 metrics over training, Δm vs cost and, for two tasks, Δm vs the weight ratio w2/w1) and
 ``runs/<benchmark>/`` with one JSON file per finished run. ``--resume`` loads the runs found
 there instead of training them again (a stale run file, or one that fails its schema or digest
-check, is trained again; see :mod:`.run_store`) and says how many it loaded and trained.
+check, is trained again; see :mod:`.running.run_store`) and says how many it loaded and trained.
 ``study`` writes ``study.json``, ``study.md`` and ``study.png`` (default ``bench-out/study/``).
 
 Nothing fails silently: an invalid option, or a file that cannot be written (a full disk, a
@@ -43,8 +43,9 @@ Ctrl-C writes ``results.json`` / ``results.md`` for the benchmarks already finis
 many runs are saved and the exact command that resumes, and exits with status 130.
 
 The pieces live in their own modules: :mod:`.cli_args` (options and their checks),
-:mod:`.suites` (what a suite runs), :mod:`.experiment` (running one benchmark), :mod:`.report`
-(markdown), :mod:`.plots`, :mod:`.run_store` (the run files) and :mod:`.serialization` (JSON).
+:mod:`.experiments.suites` (what a suite runs), :mod:`.experiments.experiment` (running one
+benchmark), :mod:`.reporting.report` (markdown), :mod:`.reporting.plots`,
+:mod:`.running.run_store` (the run files) and :mod:`.running.serialization` (JSON).
 """
 
 from __future__ import annotations
@@ -60,7 +61,6 @@ import jax
 from tqdm.auto import tqdm
 
 from autoscale_jax.bench.cli_args import build_parser, invalid_arguments, resume_command
-from autoscale_jax.bench.experiments.controls import GRID_CONTROLS
 from autoscale_jax.bench.experiments.experiment import BenchmarkReport, run_benchmark
 from autoscale_jax.bench.experiments.grid import ls_weight_grid
 from autoscale_jax.bench.experiments.study import weight_study
@@ -74,7 +74,7 @@ from autoscale_jax.bench.experiments.suites import (
 from autoscale_jax.bench.reporting import plots
 from autoscale_jax.bench.reporting.report import results_markdown, study_markdown
 from autoscale_jax.bench.running.benchmark import load_benchmark
-from autoscale_jax.bench.running.method_config import MethodConfig, default_methods
+from autoscale_jax.bench.running.method_config import GRID_CONTROLS, MethodConfig, default_methods
 from autoscale_jax.bench.running.run_store import RunStore, RunStoreError
 from autoscale_jax.bench.running.seeds import ProgressFn
 from autoscale_jax.bench.running.serialization import write_json

@@ -18,9 +18,8 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
-from autoscale_jax.bench.experiments.controls import GRID_CONTROLS
 from autoscale_jax.bench.experiments.suites import SUITES
-from autoscale_jax.bench.running.method_config import default_methods
+from autoscale_jax.bench.running.method_config import GRID_CONTROLS, default_methods
 
 __all__ = ["OUT_ROOT", "build_parser", "invalid_arguments", "known_benchmarks", "resume_command"]
 

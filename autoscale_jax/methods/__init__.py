@@ -22,6 +22,7 @@ from autoscale_jax.methods._bases import GramianMethodState, Proposal
 from autoscale_jax.methods._registry import MethodInfo, build, check_info, markdown_table
 from autoscale_jax.methods.aligned_mtl import aligned_mtl
 from autoscale_jax.methods.auto_lambda import auto_lambda
+from autoscale_jax.methods.autoscale import autoscale
 from autoscale_jax.methods.cagrad import cagrad
 from autoscale_jax.methods.config import config
 from autoscale_jax.methods.cosmos import cosmos
@@ -33,6 +34,7 @@ from autoscale_jax.methods.edm import edm
 from autoscale_jax.methods.excess_mtl import excess_mtl
 from autoscale_jax.methods.fairgrad import fairgrad
 from autoscale_jax.methods.famo import famo
+from autoscale_jax.methods.fixed_weights import equal_weights, fixed_weights
 from autoscale_jax.methods.freeze import freeze
 from autoscale_jax.methods.geometric_mean import geometric_mean
 from autoscale_jax.methods.graddrop import graddrop
@@ -56,7 +58,6 @@ from autoscale_jax.methods.stch import stch
 from autoscale_jax.methods.trimmed_mean import trimmed_mean
 from autoscale_jax.methods.uncertainty_weighting import uncertainty_weighting
 from autoscale_jax.methods.upgrad import upgrad
-from autoscale_jax.transform import autoscale, equal_weights, fixed_weights
 
 _M = MethodInfo
 # name, factory, family, task gradients, key, losses, weight convention, constructor, reference
@@ -64,11 +65,11 @@ _TABLE = (
     # linear scalarization, fixed or metric-chosen
     _M("autoscale", autoscale, "scalarization", True, False, True, "sum_to_k", "num_tasks",
        "Yang, Ikemura et al, AutoScale: Linear Scalarization Guided by Multi-Task Optimization "
-       "Metrics, 2025 (arXiv 2508.13979)"),
+       "Metrics, 2025 (arXiv 2508.13979)", kind="guided"),
     _M("equal_weights", equal_weights, "scalarization", False, False, False, "sum_to_k",
-       "num_tasks", "uniform linear scalarization (the unitary baseline)"),
+       "num_tasks", "uniform linear scalarization (the unitary baseline)", kind="fixed"),
     _M("fixed_weights", fixed_weights, "scalarization", False, False, False, "as_given",
-       "weights", "linear scalarization with given weights"),
+       "weights", "linear scalarization with given weights", kind="fixed"),
     _M("freeze", freeze, "wrapper", True, False, True, "inherited", "method",
        "Gama & Grassi, Uniform loss vs. specialized optimization: a comparative analysis in "
        "multi-task learning, 2025 (arXiv 2505.10347)"),
@@ -124,7 +125,8 @@ _TABLE = (
        "Ban & Ji, Fair Resource Allocation in Multi-Task Learning, 2024 (arXiv 2402.15638)"),
     _M("gradient_norm_scaling", gradient_norm_scaling, "gramian", True, False, False,
        "unnormalised", "num_tasks",
-       "Gradient-norm loss scaling for multi-task learning, 2025 (arXiv 2509.23915)"),
+       "Gradient-norm loss scaling for multi-task learning, 2025 (arXiv 2509.23915)",
+       kind="guided"),
     _M("gradnorm", gradnorm, "gramian", True, False, True, "sum_to_k", "num_tasks",
        "Chen et al, GradNorm: Gradient Normalization for Adaptive Loss Balancing in Deep "
        "Multitask Networks, 2018 (arXiv 1711.02257)"),

@@ -6,6 +6,7 @@ their own lists of names.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -14,6 +15,7 @@ from autoscale_jax.base import MultiTaskTransformation
 FAMILIES = ("scalarization", "loss", "gramian", "surgery", "elementwise", "wrapper")
 WEIGHT_CONVENTIONS = ("sum_to_k", "sum_to_1", "unnormalised", "as_given", "inherited", "none")
 CONSTRUCTORS = ("num_tasks", "weights", "method")
+KINDS = ("fixed", "guided", "smto")
 
 
 class MethodInfo(NamedTuple):
@@ -41,6 +43,17 @@ class MethodInfo(NamedTuple):
         aggregators need more than two).
       symmetric: whether permuting the tasks permutes the weights (False for PCD, whose task 0
         is the primary task).
+      kind: what a comparison treats it as: ``"fixed"`` (linear scalarization with weights the
+        caller gives: ``equal_weights``, ``fixed_weights``), ``"guided"`` (linear scalarization
+        whose weights a metric rule sets: AutoScale, gradient-norm scaling) or ``"smto"`` (a
+        specialized multi-task optimizer, the default).
+      takes_heads: whether the factory takes ``heads`` (``"weighted"`` / ``"plain"``: whether
+        the task heads' leaves are weighted too). ``None`` in a table entry: read from the
+        factory's signature by :func:`check_info`; a declared value must agree with it.
+      estimation_phase: whether the method has an estimation phase whose length is its
+        ``estimation_steps`` option, ending in a phase switch where the train steps restart
+        the optimizer's moments (AutoScale, ``freeze``). ``None``: read from the signature
+        like ``takes_heads``.
     """
 
     name: str
@@ -55,17 +68,35 @@ class MethodInfo(NamedTuple):
     extra_inputs: tuple[str, ...] = ()
     min_tasks: int = 2
     symmetric: bool = True
+    kind: str = "smto"
+    takes_heads: bool | None = None
+    estimation_phase: bool | None = None
 
 
 def check_info(info: MethodInfo) -> MethodInfo:
-    """Validates one entry (so a typo in the table fails at import, not in a benchmark)."""
+    """Validates one entry (so a typo in the table fails at import, not in a benchmark) and
+    fills ``takes_heads`` / ``estimation_phase`` from the factory's signature where the entry
+    leaves them ``None``."""
     if info.family not in FAMILIES:
         raise ValueError(f"{info.name}: unknown family {info.family!r}.")
     if info.weight_convention not in WEIGHT_CONVENTIONS:
         raise ValueError(f"{info.name}: unknown weight convention {info.weight_convention!r}.")
     if info.constructor not in CONSTRUCTORS:
         raise ValueError(f"{info.name}: unknown constructor {info.constructor!r}.")
-    return info
+    if info.kind not in KINDS:
+        raise ValueError(f"{info.name}: unknown kind {info.kind!r}; one of {KINDS}.")
+    parameters = inspect.signature(info.factory).parameters
+    found = {"takes_heads": "heads", "estimation_phase": "estimation_steps"}
+    for field, parameter in found.items():
+        declared, actual = getattr(info, field), parameter in parameters
+        if declared is not None and declared != actual:
+            raise ValueError(
+                f"{info.name}: {field}={declared} but its factory "
+                f"{'takes' if actual else 'does not take'} {parameter!r}."
+            )
+    return info._replace(
+        takes_heads="heads" in parameters, estimation_phase="estimation_steps" in parameters
+    )
 
 
 def build(info: MethodInfo, num_tasks: int, **kwargs: Any) -> MultiTaskTransformation:

@@ -33,11 +33,25 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
+from autoscale_jax.bench.datasets import (
+    _chemml,
+    _molecule_ace,
+    _multi_fashion,
+    _multi_mnist,
+    _qm9,
+    _yeast,
+)
 from autoscale_jax.bench.datasets._chemml import CHEMML_RI_TARGETS, chemml_ri, mol_code_one_hot
-from autoscale_jax.bench.datasets._common import MultiTaskDataset, Split, TaskSpec
+from autoscale_jax.bench.datasets._common import (
+    BenchmarkDefinition,
+    MultiTaskDataset,
+    Split,
+    TaskSpec,
+)
 from autoscale_jax.bench.datasets._fingerprints import (
     cached_morgan_fingerprints,
     morgan_fingerprints,
@@ -49,9 +63,11 @@ from autoscale_jax.bench.datasets._qm9 import QM9_TARGETS, coulomb_eigenvalues, 
 from autoscale_jax.bench.datasets._yeast import yeast
 
 __all__ = [
+    "BENCHMARKS",
     "CHEMML_RI_TARGETS",
     "FASHION_MNIST_DIR",
     "QM9_TARGETS",
+    "BenchmarkDefinition",
     "MultiTaskDataset",
     "Split",
     "TaskSpec",
@@ -77,6 +93,15 @@ _LOADERS: dict[str, Callable[..., MultiTaskDataset]] = {
     "chemml_ri": chemml_ri,
     "molecule_ace": molecule_ace,
 }
+
+# Every named benchmark, each defined once beside its loader (the modules' BENCHMARKS).
+BENCHMARKS: Mapping[str, BenchmarkDefinition] = MappingProxyType(
+    {
+        definition.name: definition
+        for module in (_multi_mnist, _multi_fashion, _yeast, _qm9, _chemml, _molecule_ace)
+        for definition in module.BENCHMARKS
+    }
+)
 
 
 def available() -> tuple[str, ...]:

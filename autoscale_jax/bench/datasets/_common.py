@@ -216,3 +216,27 @@ def standardise(
     std = np.where(std > 1e-12, std, 1.0)
     scaled = tuple(((x - mean) / std).astype(np.float32) for x in (train, *others))
     return scaled, mean, std
+
+
+class BenchmarkDefinition(NamedTuple):
+    """A named benchmark, defined once beside its loader: which data, which model, what it shows.
+
+    :func:`autoscale_jax.bench.running.benchmark.load_benchmark` loads it; a suite
+    (:mod:`autoscale_jax.bench.experiments.suites`) adds its budget (steps, batch, grid) and may
+    override the options.
+
+    Attributes:
+      name: the benchmark's name (unique across loaders).
+      dataset: the :func:`~autoscale_jax.bench.datasets.load` name of its data.
+      dataset_options: the loader's keyword arguments.
+      model_options: keyword arguments of ``models.build_model``.
+      learning_rate: Adam's learning rate in the default recipe.
+      note: what the benchmark shows (printed with its results).
+    """
+
+    name: str
+    dataset: str
+    dataset_options: Mapping[str, Any]
+    model_options: Mapping[str, Any]
+    learning_rate: float
+    note: str

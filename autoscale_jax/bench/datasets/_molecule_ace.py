@@ -18,6 +18,7 @@ import numpy as np
 
 from autoscale_jax.bench.datasets._common import (
     REAL_DATA_HINT,
+    BenchmarkDefinition,
     MultiTaskDataset,
     TaskSpec,
     check_positive,
@@ -262,3 +263,17 @@ def molecule_ace(
         float(validation_fraction),
         data_dir,
     )
+
+
+# The benchmarks defined on this data (autoscale_jax.bench.running.benchmark.load_benchmark).
+BENCHMARKS = (
+    BenchmarkDefinition(
+        "molecule_ace",
+        "molecule_ace",
+        {},
+        {"trunk_sizes": (512, 256)},
+        1e-3,
+        "30 partial-label bioactivity regressions (48,714 labels on 35,633 molecules, ECFP4 "
+        "1024 bits); its loss is the masked mean per task with label counts (task_counts)",
+    ),
+)

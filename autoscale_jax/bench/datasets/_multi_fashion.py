@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from autoscale_jax.bench.datasets._common import MultiTaskDataset
+from autoscale_jax.bench.datasets._common import BenchmarkDefinition, MultiTaskDataset
 from autoscale_jax.bench.datasets._pairs import build_pairs_dataset, check_pair_args
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -166,3 +166,25 @@ def multi_fashion(
         bool(flatten),
         int(seed),
     )
+
+
+# The benchmarks defined on this data (autoscale_jax.bench.running.benchmark.load_benchmark).
+BENCHMARKS = (
+    BenchmarkDefinition(
+        "multi_fashion3",
+        "multi_fashion",
+        {"variant": "classify_reconstruct_classify"},
+        {"trunk_sizes": (256, 128)},
+        1e-3,
+        "K = 3 on Fashion-MNIST items: classify the left item, reconstruct the right one and "
+        "classify it (CE + MSE + CE)",
+    ),
+    BenchmarkDefinition(
+        "multi_fashion",
+        "multi_fashion",
+        {"variant": "classify_reconstruct"},
+        {"trunk_sizes": (256, 128)},
+        1e-3,
+        "mixed CE + MSE pair on Fashion-MNIST items (same construction as multi_mnist)",
+    ),
+)

@@ -11,7 +11,12 @@ import functools
 
 import numpy as np
 
-from autoscale_jax.bench.datasets._common import BENCH_HINT, MultiTaskDataset, require_module
+from autoscale_jax.bench.datasets._common import (
+    BENCH_HINT,
+    BenchmarkDefinition,
+    MultiTaskDataset,
+    require_module,
+)
 from autoscale_jax.bench.datasets._pairs import DIGIT_SIZE, build_pairs_dataset, check_pair_args
 
 
@@ -137,3 +142,34 @@ def multi_mnist(
         bool(flatten),
         int(seed),
     )
+
+
+# The benchmarks defined on this data (autoscale_jax.bench.running.benchmark.load_benchmark).
+BENCHMARKS = (
+    BenchmarkDefinition(
+        "multi_mnist",
+        "multi_mnist",
+        {"variant": "classify_reconstruct"},
+        {"trunk_sizes": (256, 128)},
+        1e-3,
+        "discriminating: classify the left digit (CE) + reconstruct the right one (MSE); equal "
+        "weights are far from the best fixed weights",
+    ),
+    BenchmarkDefinition(
+        "multi_mnist_sigmoid",
+        "multi_mnist",
+        {"variant": "classify_reconstruct"},
+        {"trunk_sizes": (256, 128), "reconstruction_head": "sigmoid"},
+        1e-3,
+        "the multi_mnist pair with a sigmoid reconstruction head: same task trade-off, another "
+        "gradient scale of the MSE head",
+    ),
+    BenchmarkDefinition(
+        "multi_mnist3",
+        "multi_mnist",
+        {"variant": "classify_reconstruct_classify"},
+        {"trunk_sizes": (256, 128)},
+        1e-3,
+        "K = 3: classify the left digit, reconstruct the right one and classify it (CE + MSE + CE)",
+    ),
+)

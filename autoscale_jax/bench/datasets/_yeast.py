@@ -12,6 +12,7 @@ import numpy as np
 
 from autoscale_jax.bench.datasets._common import (
     DATA_HINT,
+    BenchmarkDefinition,
     MultiTaskDataset,
     TaskSpec,
     freeze_split,
@@ -107,3 +108,17 @@ def yeast(
     """
     require_module("river.datasets", "yeast", DATA_HINT)
     return _yeast_cached(int(seed), float(validation_fraction), float(test_fraction))
+
+
+# The benchmarks defined on this data (autoscale_jax.bench.running.benchmark.load_benchmark).
+BENCHMARKS = (
+    BenchmarkDefinition(
+        "yeast",
+        "yeast",
+        {},
+        {"trunk_sizes": (128,)},
+        1e-3,
+        "does-no-harm, not discriminating: 14 binary tasks where equal weights were as good as "
+        "any weighting",
+    ),
+)

@@ -26,18 +26,22 @@ from typing import Any
 
 import numpy as np
 
-from autoscale_jax.bench.experiments.grid import vmapped_seed
 from autoscale_jax.bench.running.benchmark import Benchmark
-from autoscale_jax.bench.running.method_config import SEARCH_METHOD, MethodConfig, search_options
+from autoscale_jax.bench.running.method_config import (
+    GRID_CONTROLS,
+    GRID_ON_SEARCH,
+    GRID_RESTART,
+    SEARCH_METHOD,
+    MethodConfig,
+    search_options,
+)
 from autoscale_jax.bench.running.run_result import Baselines, RunResult
 from autoscale_jax.bench.running.run_store import RunStore
 from autoscale_jax.bench.running.seeds import ProgressFn, no_progress, run_seeds
+from autoscale_jax.bench.running.side_by_side import vmapped_seed
 
 __all__ = ["GRID_CONTROLS", "GRID_ON_SEARCH", "GRID_RESTART", "control_config", "control_runs"]
 
-GRID_RESTART = "ls_grid_restart"
-GRID_ON_SEARCH = "ls_grid_on_search"
-GRID_CONTROLS = (GRID_RESTART, GRID_ON_SEARCH)
 DETAILS = {
     GRID_RESTART: "the grid's weights from step 0, Adam reset once after step {restart_at}",
     GRID_ON_SEARCH: "gms phase 1 ({estimation_steps} steps), then the grid's weights with a "

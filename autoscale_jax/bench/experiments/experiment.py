@@ -24,55 +24,19 @@ import numpy as np
 from autoscale_jax.bench.experiments.baselines import single_task_baselines, single_task_row_run
 from autoscale_jax.bench.experiments.controls import control_config, control_detail, control_runs
 from autoscale_jax.bench.experiments.grid import grid_info, grid_search
+from autoscale_jax.bench.experiments.results import BenchmarkReport
 from autoscale_jax.bench.experiments.summary import (
-    MethodSummary,
     summarize,
     timing_caveat,
     with_costs_and_ranks,
 )
 from autoscale_jax.bench.running.benchmark import Benchmark
 from autoscale_jax.bench.running.method_config import MethodConfig
-from autoscale_jax.bench.running.run_result import Baselines, RunResult
 from autoscale_jax.bench.running.run_store import RunStore, RunStoreError
 from autoscale_jax.bench.running.seeds import ProgressFn, no_progress, run_seeds
 from autoscale_jax.bench.running.selection import selected_before_end
 
 __all__ = ["BenchmarkReport", "run_benchmark"]
-
-
-@dataclasses.dataclass(frozen=True)
-class BenchmarkReport:
-    """Everything :func:`run_benchmark` measured on one benchmark.
-
-    Attributes:
-      benchmark, note, description: what was run.
-      tasks: ``[(task name, metrics, higher_is_better)]``.
-      budget: steps, batch size, eval_every, seeds, grid size.
-      recipe: the recipe every row trained with (:meth:`Recipe.as_dict`, with the steps and
-        batch size of this report's runs) and its one-line ``description``.
-      selection: how many of the report's runs selected a checkpoint before their last step
-        (``{"before_end", "runs", "share"}``, see :func:`selection.selected_before_end`).
-      baselines: single-task baselines.
-      summaries: table rows (single-task baseline first, then EW, grid LS, methods).
-      grid: the LS grid search (see :func:`grid.grid_info`); empty without one.
-      runs: every run (baselines, grid points, methods).
-      failures: ``{method: error message}`` for methods that could not run.
-      timing_caveat: why the wall times mean little (runs too short), None when they are fine.
-    """
-
-    benchmark: str
-    note: str
-    description: str
-    tasks: list[tuple[str, tuple[str, ...], tuple[bool, ...]]]
-    budget: dict[str, Any]
-    baselines: Baselines
-    summaries: list[MethodSummary]
-    grid: dict[str, Any]
-    runs: list[RunResult]
-    failures: dict[str, str]
-    timing_caveat: str | None = None
-    recipe: dict[str, Any] = dataclasses.field(default_factory=dict)
-    selection: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _grid_kind(benchmark: Benchmark) -> str:

@@ -3,11 +3,11 @@ baseline every method is compared with (``G`` runs per seed).
 
 Two ways to train the grid, with the same result up to float round-off: one run per grid point
 (:func:`autoscale_jax.bench.running.seeds.run_seeds`), or all ``G`` points of a seed side by side
-in one
-compiled program (``vmapped=True``: :func:`vmapped_grid_runs`, ``jax.vmap`` over the weights and
-the parameter / optimizer-state copies). Either way the grid costs ``G`` runs of gradient
-evaluations per seed; the vmapped program saves dispatch and uses the cores better, and each
-grid point's run carries ``1/G`` of the program's wall time.
+in one compiled program (``vmapped=True``:
+:func:`~autoscale_jax.bench.running.side_by_side.vmapped_grid_runs`, ``jax.vmap`` over the
+weights and the parameter / optimizer-state copies). Either way the grid costs ``G`` runs of
+gradient evaluations per seed; the vmapped program saves dispatch and uses the cores better, and
+each grid point's run carries ``1/G`` of the program's wall time.
 
 Example:
   >>> grid = grid_search(bench, ls_weight_grid(2, 3), steps=20, eval_every=10, vmapped=True)
@@ -17,29 +17,17 @@ Example:
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from autoscale_jax import search
-from autoscale_jax.bench.running import chunk, evaluation, single_run
-from autoscale_jax.bench.running.benchmark import Benchmark, MethodKey, TrainerKey
-from autoscale_jax.bench.running.method_config import MethodConfig, json_options
+from autoscale_jax.bench.running.benchmark import Benchmark
+from autoscale_jax.bench.running.method_config import MethodConfig
 from autoscale_jax.bench.running.run_result import Baselines, RunResult
-from autoscale_jax.bench.running.run_store import RunStore, run_key
-from autoscale_jax.bench.running.search_run import index_loss_fn
+from autoscale_jax.bench.running.run_store import RunStore
 from autoscale_jax.bench.running.seeds import ProgressFn, no_progress, run_seeds
-from autoscale_jax.bench.running.selection import (
-    Checkpoint,
-    keep_better,
-    relative_score,
-    selection_reference,
-)
+from autoscale_jax.bench.running.side_by_side import vmapped_grid_runs, vmapped_seed, weights_label
 
 __all__ = [
     "GridSearchResult",
@@ -112,11 +100,6 @@ class GridSearchResult(NamedTuple):
         return self.runs[self.best_index]
 
 
-def weights_label(weights: np.ndarray) -> str:
-    """The row label of a grid point, e.g. ``"ls[0.5,1.5]"``."""
-    return "ls[" + ",".join(f"{w:.3g}" for w in weights) + "]"
-
-
 def _grid_configs(weight_grid: np.ndarray) -> list[MethodConfig]:
     return [
         MethodConfig(weights_label(w), "fixed_weights", {"weights": w})
@@ -169,209 +152,6 @@ def grid_search(
         ]
     scores = np.array([np.mean([r.selection_score for r in point]) for point in runs])
     return GridSearchResult(np.asarray(weight_grid), scores, int(np.argmax(scores)), tuple(runs))
-
-
-def vmapped_seed(
-    benchmark: Benchmark,
-    configs: Sequence[MethodConfig],
-    seed: int,
-    budget: dict[str, Any],
-    baselines: Baselines | None,
-    progress: ProgressFn,
-    store: RunStore | None,
-    restart_at: int | None = None,
-) -> tuple[RunResult, ...]:
-    """One seed's fixed weightings (``configs``' ``weights`` options): loaded from ``store``;
-    when any is not there, all are trained at once (:func:`vmapped_grid_runs`) and the
-    missing ones are taken from that training (and saved)."""
-    keys = [run_key(benchmark, c, seed=seed, baselines=baselines, **budget) for c in configs]
-    loaded = [store.load(key) if store is not None else None for key in keys]
-    if any(run is None for run in loaded):
-        weights = np.stack([np.asarray(c.options["weights"]) for c in configs])
-        trained = vmapped_grid_runs(
-            benchmark,
-            weights,
-            seed=seed,
-            baselines=baselines,
-            labels=[c.label for c in configs],
-            restart_at=restart_at,
-            **budget,
-        )
-        for i, (key, run) in enumerate(zip(keys, trained, strict=True)):
-            if loaded[i] is None:
-                loaded[i] = run
-                if store is not None:
-                    store.save(key, run)
-    for config in configs:
-        progress(config.label)
-    return tuple(loaded)  # type: ignore[arg-type]  # every slot is filled here
-
-
-def _side_by_side_chunk(
-    benchmark: Benchmark, arguments: tuple, total_steps: int
-) -> tuple[Any, float]:
-    """The compiled ``(weights [G, K], params [G], opt_state [G], indices [n, B])`` chunk."""
-    num, (length, batch) = arguments[0].shape[0], arguments[3].shape
-    method = MethodKey("vmapped_fixed_weights", str(num))
-    key = TrainerKey(method, length, batch, benchmark.recipe.optimizer_key(total_steps))
-    if key in benchmark.cache.trainers:
-        return benchmark.cache.trainers[key], 0.0
-    loss, optimizer = index_loss_fn(benchmark), benchmark.recipe.optimizer(total_steps)
-
-    def side_by_side(weights: Any, params: Any, opt_state: Any, indices: Any) -> tuple:
-        return search.train_candidates(loss, optimizer, weights, params, opt_state, indices)
-
-    start = time.perf_counter()
-    benchmark.cache.trainers[key] = jax.jit(side_by_side).lower(*arguments).compile()
-    return benchmark.cache.trainers[key], time.perf_counter() - start
-
-
-def vmapped_grid_runs(
-    benchmark: Benchmark,
-    weight_grid: np.ndarray,
-    *,
-    steps: int,
-    batch_size: int = 128,
-    seed: int = 0,
-    eval_every: int = 50,
-    baselines: Baselines | None = None,
-    labels: Sequence[str] | None = None,
-    restart_at: int | None = None,
-) -> tuple[RunResult, ...]:
-    """One seed of the grid, all ``G`` points trained side by side in one compiled program.
-
-    Every point starts from the seed's initial parameters and sees the seed's batches, as in
-    :func:`autoscale_jax.bench.running.single_run.run` with ``fixed_weights``; every ``eval_every``
-    steps
-    each point is scored on validation and keeps its best parameters, tested at the end. The
-    program is :func:`autoscale_jax.search.train_candidates` (``jax.vmap`` over the weights and
-    the parameter / optimizer-state copies of a ``lax.scan`` over the steps). With
-    ``restart_at``, Adam's moments are reset once after that step
-    (:meth:`~autoscale_jax.bench.running.recipe.Recipe.restart`, the schedule goes on): the restart
-    control.
-
-    Cost per point: ``steps`` gradient evaluations; wall time: ``1/G`` of each chunk's time
-    (compilation and evaluation off the clock).
-
-    Args:
-      benchmark: the benchmark.
-      weight_grid: ``[G, K]`` fixed weights.
-      steps, batch_size, seed, eval_every, baselines: as in :func:`single_run.run`.
-      labels: row labels of the points (default :func:`weights_label`).
-      restart_at: reset the optimizer once after this step, in ``(0, steps)`` (None: never).
-
-    Returns:
-      One :class:`RunResult` per grid point.
-    """
-    if restart_at is not None and not 0 < restart_at < steps:
-        raise ValueError(f"restart_at must be in (0, steps={steps}), got {restart_at}")
-    weights = jnp.asarray(weight_grid, jnp.float32)
-    num = weights.shape[0]
-    labels = [weights_label(w) for w in np.asarray(weight_grid)] if labels is None else labels
-    functions = chunk.benchmark_functions(benchmark)
-    tasks, validation_split = benchmark.dataset.tasks, benchmark.dataset.validation
-    params0 = chunk.initial_params(benchmark, seed)
-    optimizer = benchmark.recipe.optimizer(steps)
-    params = jax.tree.map(lambda x: jnp.broadcast_to(x, (num, *x.shape)), params0)
-    opt_state = jax.vmap(optimizer.init)(params)
-    indices = single_run.batch_indices(len(benchmark.dataset.train.inputs), batch_size, steps, seed)
-    initial = single_run.evaluate(benchmark, params0, validation_split)
-    reference = selection_reference(baselines, initial)
-    best = [Checkpoint(-math.inf, 0, params0, initial)] * num
-    history: list[list[Any]] = [[] for _ in range(num)]  # (step, score, probe, loss, time)
-    probe0 = [functions.probe(params0, weights[g], functions.probe_batch) for g in range(num)]
-    compile_time, done, elapsed = 0.0, 0, 0.0
-    while done < steps:
-        stop = min(done + eval_every - done % eval_every, steps)
-        if restart_at is not None and done < restart_at < stop:
-            stop = restart_at  # a chunk ends at the restart; the evaluation comes later
-        arguments = (weights, params, opt_state, jnp.asarray(indices[done:stop]))
-        compiled, seconds = _side_by_side_chunk(benchmark, arguments, steps)
-        compile_time += seconds
-        start = time.perf_counter()
-        params, opt_state, losses = jax.block_until_ready(compiled(*arguments))
-        elapsed += time.perf_counter() - start
-        done = stop
-        if done == restart_at:
-            opt_state = benchmark.recipe.restart(opt_state)
-        if done % eval_every and done < steps:
-            continue
-        for g in range(num):
-            point = jax.tree.map(lambda x, g=g: x[g], params)
-            values = single_run.evaluate(benchmark, point, validation_split)
-            score = relative_score(tasks, values, reference)
-            best[g] = keep_better(best[g], Checkpoint(score, done, point, values))
-            probe = functions.probe(point, weights[g], functions.probe_batch)
-            mean_loss = np.mean(np.asarray(losses[g]), axis=0).tolist()
-            history[g].append((done, score, probe, mean_loss, elapsed / num))
-        elapsed = 0.0
-    return tuple(
-        _grid_point_result(
-            benchmark,
-            labels[g],
-            np.asarray(weight_grid)[g],
-            best[g],
-            history[g],
-            probe0[g],
-            baselines,
-            seed=seed,
-            steps=steps,
-            batch_size=batch_size,
-            eval_every=eval_every,
-            compile_time_s=compile_time / num,
-            options=json_options(
-                {"weights": np.asarray(weight_grid)[g]}
-                | ({} if restart_at is None else {"restart_at": restart_at})
-            ),
-        )
-        for g in range(num)
-    )
-
-
-def _grid_point_result(
-    benchmark: Benchmark,
-    label: str,
-    weights: np.ndarray,
-    best: Checkpoint,
-    history: list[Any],
-    probe0: Any,
-    baselines: Baselines | None,
-    **fields: Any,
-) -> RunResult:
-    """The :class:`RunResult` of one grid point of :func:`vmapped_grid_runs`."""
-    tasks = benchmark.dataset.tasks
-    test = single_run.evaluate(benchmark, best.params, benchmark.dataset.test)
-    steps = fields["steps"]
-    stride = max(1, -(-steps // 200))
-    probes = [probe0, *(h[2] for h in history)]
-    probe_metrics = {
-        name: np.asarray([getattr(p, name) for p in probes], np.float64).tolist()
-        for name in probe0._fields
-    }
-    chunk_times = [h[4] for h in history]
-    return RunResult(
-        benchmark=benchmark.name,
-        method=label,
-        method_name="fixed_weights",
-        selected_step=best.step,
-        selection_score=float(best.score),
-        validation_metrics=best.validation,
-        test_metrics=test,
-        delta_m=None if baselines is None else evaluation.delta_m_both(tasks, test, baselines.test),
-        wall_time_s=float(sum(chunk_times)),
-        chunk_times_s=chunk_times,
-        gradient_evaluations=steps,
-        weight_steps=list(range(1, steps + 1, stride)),
-        weights=[np.asarray(weights, np.float64).tolist()] * len(range(1, steps + 1, stride)),
-        estimator_steps=[],
-        estimator_metrics={},
-        probe_steps=[0, *(h[0] for h in history)],
-        probe_metrics=probe_metrics,
-        validation_steps=[h[0] for h in history],
-        validation_scores=[h[1] for h in history],
-        train_losses=[h[3] for h in history],
-        **fields,
-    )
 
 
 def grid_info(grid: GridSearchResult) -> dict[str, Any]:

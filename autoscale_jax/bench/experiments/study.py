@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import numpy as np
 
 from autoscale_jax.bench.experiments.baselines import single_task_baselines
 from autoscale_jax.bench.experiments.grid import grid_search, ls_weight_grid
+from autoscale_jax.bench.experiments.results import STUDY_METRICS, StudyResult
 from autoscale_jax.bench.running.benchmark import Benchmark
 from autoscale_jax.bench.running.run_result import RunResult
 from autoscale_jax.bench.running.seeds import ProgressFn, no_progress
@@ -56,37 +56,6 @@ def spearman_correlation(x: Sequence[float], y: Sequence[float]) -> float:
         return math.nan
     rx, ry = rx - rx.mean(), ry - ry.mean()
     return float(np.sum(rx * ry) / np.sqrt(np.sum(rx**2) * np.sum(ry**2)))
-
-
-STUDY_METRICS = (
-    "gradient_magnitude_similarity",
-    "condition_number",
-    "loss_scale_entropy",
-    "mean_cosine_similarity",
-)
-
-
-class StudyResult(NamedTuple):
-    """The weight study on one benchmark.
-
-    Attributes:
-      benchmark: its name.
-      weights: ``[N, K]`` fixed weights trained.
-      early_metrics: ``{metric: [N]}`` mean of the probes at steps ``<= early_steps`` (at each
-        run's weights, on the shared trunk).
-      delta_m: ``[N]`` final test Δm% (per-metric convention, positive = better).
-      spearman: ``{metric: ρ(early metric, Δm%)}``.
-      early_steps: the last step counted as early.
-      steps: training steps per run.
-    """
-
-    benchmark: str
-    weights: list[list[float]]
-    early_metrics: dict[str, list[float]]
-    delta_m: list[float]
-    spearman: dict[str, float]
-    early_steps: int
-    steps: int
 
 
 def _early_values(result: RunResult, name: str, early_steps: int) -> np.ndarray:

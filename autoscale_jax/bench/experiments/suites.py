@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from autoscale_jax.bench.experiments.controls import GRID_CONTROLS
+from autoscale_jax.bench.running.method_config import GRID_CONTROLS
 from autoscale_jax.bench.running.recipe import DEFAULT_RECIPE, Recipe
 
 __all__ = ["ALWAYS_RUN", "FAIR_METHODS", "SUITES", "BenchmarkSpec", "Suite", "find_spec"]

@@ -34,10 +34,9 @@ matplotlib.use("Agg")  # headless: never needs a display
 import matplotlib.pyplot as plt
 import numpy as np
 
-from autoscale_jax.bench.experiments.experiment import BenchmarkReport
-from autoscale_jax.bench.experiments.grid import weights_label
-from autoscale_jax.bench.experiments.study import STUDY_METRICS, StudyResult
+from autoscale_jax.bench.experiments.results import STUDY_METRICS, BenchmarkReport, StudyResult
 from autoscale_jax.bench.running.run_result import RunResult
+from autoscale_jax.bench.running.side_by_side import weights_label
 
 __all__ = [
     "RatioPoint",

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from autoscale_jax.bench.experiments.experiment import BenchmarkReport
-from autoscale_jax.bench.experiments.study import StudyResult
+from autoscale_jax.bench.experiments.results import BenchmarkReport, StudyResult
 from autoscale_jax.bench.experiments.summary import MethodSummary
 
 __all__ = [

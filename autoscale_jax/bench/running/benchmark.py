@@ -129,99 +129,6 @@ class Benchmark:
         return self.dataset.train.masks is not None
 
 
-_BENCHMARK_DEFAULTS: dict[str, tuple[dict, dict, float, str]] = {
-    "multi_mnist": (
-        {"variant": "classify_reconstruct"},
-        {"trunk_sizes": (256, 128)},
-        1e-3,
-        "discriminating: classify the left digit (CE) + reconstruct the right one (MSE); equal "
-        "weights are far from the best fixed weights",
-    ),
-    "multi_mnist_sigmoid": (
-        {"variant": "classify_reconstruct"},
-        {"trunk_sizes": (256, 128), "reconstruction_head": "sigmoid"},
-        1e-3,
-        "the multi_mnist pair with a sigmoid reconstruction head: same task trade-off, another "
-        "gradient scale of the MSE head",
-    ),
-    "multi_mnist3": (
-        {"variant": "classify_reconstruct_classify"},
-        {"trunk_sizes": (256, 128)},
-        1e-3,
-        "K = 3: classify the left digit, reconstruct the right one and classify it (CE + MSE + CE)",
-    ),
-    "multi_fashion3": (
-        {"variant": "classify_reconstruct_classify"},
-        {"trunk_sizes": (256, 128)},
-        1e-3,
-        "K = 3 on Fashion-MNIST items: classify the left item, reconstruct the right one and "
-        "classify it (CE + MSE + CE)",
-    ),
-    "multi_fashion": (
-        {"variant": "classify_reconstruct"},
-        {"trunk_sizes": (256, 128)},
-        1e-3,
-        "mixed CE + MSE pair on Fashion-MNIST items (same construction as multi_mnist)",
-    ),
-    "yeast": (
-        {},
-        {"trunk_sizes": (128,)},
-        1e-3,
-        "does-no-harm, not discriminating: 14 binary tasks where equal weights were as good as "
-        "any weighting",
-    ),
-    "qm9": (
-        {"representation": "graph", "num_molecules": 6000},
-        {"width": 16, "num_interactions": 2},
-        1e-3,
-        "not discriminating for fixed weights: 11 regression targets, small message-passing net "
-        "on a 6k-molecule subset (far from the published budget: hundreds of epochs on 110k "
-        "molecules); a 20-point LS grid picked equal weights, while Nash-MTL beat EW by 13 Δm "
-        "points (600 steps, 3 seeds)",
-    ),
-    "qm9_full": (
-        {"representation": "graph", "num_molecules": 130_831},
-        {"width": 64, "num_interactions": 3},
-        1e-3,
-        "QM9-11 at the published data scale: all 130,831 molecules (104,665 train), a width-64 "
-        "three-block message-passing net; an accelerator job (an EW step took 5.9 s at batch 128 "
-        "on a shared 2-core CPU)",
-    ),
-    "chemml_ri": (
-        {"target_scaling": "raw"},
-        {"trunk_sizes": (256, 128)},
-        1e-3,
-        "loss scale: polarizability, density and refractive index of 100k molecules on raw "
-        "targets (MSEs ~10^6 apart); with equal weights the density dominates and the refractive "
-        "index ends worse than its mean (1 seed, 1600 steps: test MAE 3.6 std)",
-    ),
-    "chemml_ri_standardised": (
-        {"target_scaling": "standardised"},
-        {"trunk_sizes": (256, 128)},
-        1e-3,
-        "control for chemml_ri: the same tasks on standardised targets, where weighting is "
-        "expected to matter little",
-    ),
-    "molecule_ace": (
-        {},
-        {"trunk_sizes": (512, 256)},
-        1e-3,
-        "30 partial-label bioactivity regressions (48,714 labels on 35,633 molecules, ECFP4 "
-        "1024 bits); its loss is the masked mean per task with label counts (task_counts)",
-    ),
-}
-
-
-# Benchmarks that are variants of another dataset (same loader, other options or model).
-_DATASET_OF = {
-    "multi_mnist_sigmoid": "multi_mnist",
-    "multi_mnist3": "multi_mnist",
-    "multi_fashion3": "multi_fashion",
-    "qm9_full": "qm9",
-    "chemml_ri_standardised": "chemml_ri",
-}
-
-
 def load_benchmark(
     name: str,
     *,
@@ -230,6 +137,10 @@ def load_benchmark(
     recipe: Recipe | None = None,
 ) -> Benchmark:
     """Loads a named benchmark with its default model and recipe.
+
+    Each benchmark is defined once, beside its loader
+    (:class:`~autoscale_jax.bench.datasets.BenchmarkDefinition`, all of them in
+    :data:`autoscale_jax.bench.datasets.BENCHMARKS`).
 
     Args:
       name: ``"multi_mnist"`` (classify-reconstruct variant), ``"multi_mnist_sigmoid"`` (the
@@ -250,15 +161,15 @@ def load_benchmark(
     Raises:
       ValueError: for an unknown name; ImportError / FileNotFoundError when data are absent.
     """
-    if name not in _BENCHMARK_DEFAULTS:
-        raise ValueError(f"Unknown benchmark {name!r}; available: {tuple(_BENCHMARK_DEFAULTS)}.")
-    data_defaults, model_defaults, rate, note = _BENCHMARK_DEFAULTS[name]
-    data_options = {**data_defaults, **(dataset_options or {})}
+    if name not in datasets.BENCHMARKS:
+        raise ValueError(f"Unknown benchmark {name!r}; available: {tuple(datasets.BENCHMARKS)}.")
+    definition = datasets.BENCHMARKS[name]
+    data_options = {**definition.dataset_options, **(dataset_options or {})}
     return Benchmark(
         name=name,
-        dataset=datasets.load(_DATASET_OF.get(name, name), **data_options),
-        model_options=MappingProxyType({**model_defaults, **(model_options or {})}),
-        recipe=Recipe(learning_rate=rate) if recipe is None else recipe,
-        note=note,
+        dataset=datasets.load(definition.dataset, **data_options),
+        model_options=MappingProxyType({**definition.model_options, **(model_options or {})}),
+        recipe=Recipe(learning_rate=definition.learning_rate) if recipe is None else recipe,
+        note=definition.note,
         dataset_options=MappingProxyType(data_options),
     )

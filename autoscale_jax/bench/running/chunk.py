@@ -6,16 +6,14 @@ whenever the method allows it) and the benchmark's recipe (Adam and its schedule
 weights, the gradient evaluations and AutoScale's metric snapshots. It is compiled ahead of time
 once per method and argument shapes (:class:`~autoscale_jax.bench.running.benchmark.TrainerKey`)
 and cached on the benchmark, so compilation is never on the clock. Fixed weightings (EW, grid
-points, single-task runs) share one compile: their weights are a traced argument.
-
-(Not to be confused with :mod:`autoscale_jax.train`, the library's train steps this chunk
-scans, or :mod:`autoscale_jax.bench.running.single_run`, one whole run made of chunks.)
+points, single-task runs) share one compile: their weights are a traced argument. Whole runs
+of chunks: :mod:`.single_run`; the helpers they share (evaluation, batches) are here too.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -24,28 +22,33 @@ import numpy as np
 import optax
 
 import autoscale_jax as asj
-from autoscale_jax.bench.running import models
+from autoscale_jax.bench.datasets import Split
+from autoscale_jax.bench.running import evaluation, models
 from autoscale_jax.bench.running.benchmark import (
     Benchmark,
     BenchmarkFunctions,
     MethodKey,
     TrainerKey,
 )
-from autoscale_jax.bench.running.method_config import RESTART, MethodConfig, resolve_options
+from autoscale_jax.bench.running.method_config import LAST_SHARED_LAYER, RESTART, MethodConfig
+from autoscale_jax.bench.running.run_result import TaskMetricDicts
 
 __all__ = [
     "MethodBuild",
     "StepRecord",
+    "batch_indices",
     "benchmark_functions",
     "compiled_chunk",
+    "evaluate",
     "has_task_weights",
+    "index_loss_fn",
     "initial_params",
     "method_build",
     "multitask_step",
+    "resolve_options",
 ]
 
 PROBE_EXAMPLES = 512
-_FIXED = ("equal_weights", "fixed_weights")
 
 
 class MethodBuild(NamedTuple):
@@ -72,16 +75,18 @@ def method_build(config: MethodConfig, num_tasks: int, params: Any) -> MethodBui
       A :class:`MethodBuild`.
 
     Raises:
-      ValueError: for a :data:`RESTART` option that is not a bool or not on an AutoScale row.
+      ValueError: for a :data:`RESTART` option that is not a bool or on a method without an
+        estimation phase (``info.estimation_phase``: AutoScale, ``freeze``).
     """
+    info = asj.methods.info(config.name)
     restart = config.options.get(RESTART, True)
-    if RESTART in config.options and (config.name != "autoscale" or not isinstance(restart, bool)):
+    if RESTART in config.options and (not info.estimation_phase or not isinstance(restart, bool)):
         raise ValueError(
             f"{config.label}: the option {RESTART!r} (restart the optimizer's moments when "
-            f"AutoScale's phase 1 ends) takes True or False on an 'autoscale' row; got "
-            f"{restart!r} on {config.name!r}."
+            f"the estimation phase ends) takes True or False on a method with an estimation "
+            f"phase ('autoscale', 'freeze'); got {restart!r} on {config.name!r}."
         )
-    if config.name in _FIXED:
+    if info.kind == "fixed":
         # Why traced weights: EW, every grid point and every single-task run share a compile.
         weights = config.options.get("weights", np.ones(num_tasks))
 
@@ -98,7 +103,30 @@ def method_build(config: MethodConfig, num_tasks: int, params: Any) -> MethodBui
         options.pop(RESTART, None)  # the step's option, not the method's
         return asj.methods.build_for(config.name, num_tasks, **options)
 
-    return MethodBuild(key, build, None, asj.methods.info(config.name).extra_inputs, restart)
+    return MethodBuild(key, build, None, info.extra_inputs, restart)
+
+
+def resolve_options(options: Mapping[str, Any], params: Any, num_tasks: int) -> dict[str, Any]:
+    """Method options as a factory takes them.
+
+    :data:`LAST_SHARED_LAYER` becomes the model's mask and a wrapper's ``method`` (a registry
+    name) the wrapped method, built for ``num_tasks``.
+
+    Args:
+      options: a :class:`MethodConfig`'s options.
+      params: the model parameters the mask is built for.
+      num_tasks: K.
+
+    Returns:
+      A new dict of options.
+    """
+
+    def resolve(key: str, value: Any) -> Any:
+        if key == "method" and isinstance(value, str):
+            return asj.methods.build_for(value, num_tasks)
+        return models.last_shared_layer_mask(params) if value == LAST_SHARED_LAYER else value
+
+    return {key: resolve(key, value) for key, value in options.items()}
 
 
 class StepRecord(NamedTuple):
@@ -319,3 +347,54 @@ def compiled_chunk(
     start = time.perf_counter()
     trainers[key] = jax.jit(chunk).lower(*arguments).compile()
     return trainers[key], time.perf_counter() - start
+
+
+def evaluate(benchmark: Benchmark, params: Any, split: Split) -> TaskMetricDicts:
+    """Per-task metric dicts of ``params`` on a split (see :func:`evaluation.task_metrics`).
+
+    Args:
+      benchmark: the benchmark (its jitted predict function is reused).
+      params: model parameters.
+      split: the examples to score.
+
+    Returns:
+      One ``{metric: value}`` dict per task.
+    """
+    predict = benchmark_functions(benchmark).predict
+    outputs = models.predict_in_batches(predict, params, split.inputs)
+    return evaluation.split_metrics(benchmark.dataset.tasks, outputs, split)
+
+
+def batch_indices(num_examples: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
+    """``[steps, batch_size]`` example indices: shuffled epochs, the last partial batch dropped.
+
+    The order depends only on ``seed``, so every method sees the same batches for a seed.
+
+    Args:
+      num_examples: training examples.
+      batch_size: examples per step (at most ``num_examples``).
+      steps: training steps.
+      seed: seeds the shuffles.
+
+    Returns:
+      int32 ``[steps, batch_size]``.
+    """
+    if batch_size > num_examples:
+        raise ValueError(f"batch_size {batch_size} exceeds the {num_examples} training examples")
+    rng = np.random.default_rng(seed)
+    per_epoch = num_examples // batch_size
+    epochs = -(-steps // per_epoch)
+    orders = [rng.permutation(num_examples)[: per_epoch * batch_size] for _ in range(epochs)]
+    return np.concatenate(orders).reshape(-1, batch_size)[:steps].astype(np.int32)
+
+
+def index_loss_fn(benchmark: Benchmark) -> Any:
+    """``loss(params, indices [B]) -> [K]``: the benchmark's loss on training examples
+    gathered from the device-resident training split (batches are then just indices)."""
+    functions = benchmark_functions(benchmark)
+    inputs, targets = functions.data
+
+    def loss(params: Any, index: jax.Array) -> jax.Array:
+        return functions.loss_fn(params, (inputs[index], tuple(t[index] for t in targets)))
+
+    return loss

@@ -8,7 +8,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -16,29 +15,34 @@ from typing import Any, NamedTuple
 import numpy as np
 
 import autoscale_jax as asj
-from autoscale_jax.bench.running import models
 
 __all__ = [
+    "GRID_CONTROLS",
+    "GRID_ON_SEARCH",
+    "GRID_RESTART",
     "LAST_SHARED_LAYER",
     "RESTART",
     "SEARCH_METHOD",
     "MethodConfig",
     "default_methods",
     "json_options",
-    "resolve_options",
     "search_options",
 ]
 
-# A method option value the trainer replaces with the model's last-shared-layer mask.
+# A method option value the chunk replaces with the model's last-shared-layer mask
+# (:func:`autoscale_jax.bench.running.chunk.resolve_options`).
 LAST_SHARED_LAYER = "last_shared_layer"
 # An AutoScale row's option, taken by the trainer (not the method's): restart the optimizer's
 # moments when phase 1 ends (True, the library's default) or carry phase 1's over (False).
 RESTART = "restart"
-# Handled explicitly by the suite (EW, fixed LS, AutoScale guides, gradient-norm scaling).
-_NOT_SMTO = ("equal_weights", "fixed_weights", "autoscale", "gradient_norm_scaling")
 # Not a registry method: AutoScale's phase 1, then a validation-guided search
 # (autoscale_jax.search), run by autoscale_jax.bench.running.search_run.
 SEARCH_METHOD = "autoscale_search"
+# The control rows on the grid's pick (built by autoscale_jax.bench.experiments.controls): here
+# so that the suites and the CLI name them without importing what trains them.
+GRID_RESTART = "ls_grid_restart"
+GRID_ON_SEARCH = "ls_grid_on_search"
+GRID_CONTROLS = (GRID_RESTART, GRID_ON_SEARCH)
 # The method each wrapper wraps in the suite: Nash-MTL, whose fixed weights 2505.10347 found
 # as good as Nash-MTL itself on QM9.
 WRAPPED = "nash_mtl"
@@ -121,16 +125,17 @@ def default_methods(
     AutoScale uses ``metric_mask="shared"``, ``estimation_steps = max(window,
     round(estimation_fraction * steps))`` and restarts Adam's moments when phase 1 ends
     (option :data:`RESTART`; ``False`` carries them over, the comparison row); gradient-norm
-    scaling measures norms on the last shared layer, as in its paper. Every other registered
-    method (``methods.available()`` at call time) is added with its default options. The
-    grid-searched LS is not a single run: see
+    scaling measures norms on the last shared layer, as in its paper. Every registered SMTO
+    (``info.kind == "smto"`` among ``methods.available()`` at call time) is added with its
+    default options. The grid-searched LS is not a single run: see
     :func:`autoscale_jax.bench.experiments.grid.grid_search`.
 
     Methods defined only for more tasks (``info.min_tasks > num_tasks``: the robust
     aggregators on two tasks) are left out. Wrappers (``info.constructor == "method"``:
     ``freeze``, ``cr_mogm``) wrap :data:`WRAPPED`, named by its registry name in the
-    ``method`` option; ``freeze`` estimates for as long as AutoScale does. ``heads="plain"``
-    is passed to every method that takes ``heads`` (the Gramian family): each task head then
+    ``method`` option; a wrapper with an estimation phase (``info.estimation_phase``:
+    ``freeze``) estimates for as long as AutoScale does. ``heads="plain"`` is passed to every
+    method that takes ``heads`` (``info.takes_heads``: the Gramian family): each task head then
     trains on its own gradient and only the shared leaves are weighted.
 
     Args:
@@ -173,13 +178,14 @@ def default_methods(
         )
     )
     for name in asj.methods.available():
-        if name in _NOT_SMTO or asj.methods.info(name).min_tasks > num_tasks:
-            continue
-        if asj.methods.info(name).constructor != "method":
+        info = asj.methods.info(name)
+        if info.kind != "smto" or info.min_tasks > num_tasks:
+            continue  # the fixed and guided rows are above
+        if info.constructor != "method":
             configs.append(MethodConfig(name, name, _heads_option(name, heads)))
             continue
         options = {"method": WRAPPED}
-        if name == "freeze":
+        if info.estimation_phase:
             options["estimation_steps"] = estimation_steps
         configs.append(MethodConfig(f"{name}({WRAPPED})", name, options))
     return configs
@@ -188,31 +194,8 @@ def default_methods(
 def _heads_option(name: str, heads: str) -> dict[str, str]:
     """``{"heads": "plain"}`` for a method that takes ``heads``; nothing for the default, so
     the default runs keep their option keys (and their saved run files)."""
-    takes = "heads" in inspect.signature(asj.methods.info(name).factory).parameters
+    takes = asj.methods.info(name).takes_heads
     return {"heads": heads} if takes and heads != "weighted" else {}
-
-
-def resolve_options(options: Mapping[str, Any], params: Any, num_tasks: int) -> dict[str, Any]:
-    """Method options as a factory takes them.
-
-    :data:`LAST_SHARED_LAYER` becomes the model's mask and a wrapper's ``method`` (a registry
-    name) the wrapped method, built for ``num_tasks``.
-
-    Args:
-      options: a :class:`MethodConfig`'s options.
-      params: the model parameters the mask is built for.
-      num_tasks: K.
-
-    Returns:
-      A new dict of options.
-    """
-
-    def resolve(key: str, value: Any) -> Any:
-        if key == "method" and isinstance(value, str):
-            return asj.methods.build_for(value, num_tasks)
-        return models.last_shared_layer_mask(params) if value == LAST_SHARED_LAYER else value
-
-    return {key: resolve(key, value) for key, value in options.items()}
 
 
 def json_options(options: Mapping[str, Any]) -> dict[str, str]:

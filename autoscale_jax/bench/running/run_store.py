@@ -124,7 +124,7 @@ def run_key(
     Args:
       benchmark: the benchmark.
       config: the method.
-      seed, steps, batch_size, eval_every, baselines: as given to :func:`training.run`.
+      seed, steps, batch_size, eval_every, baselines: as given to :func:`single_run.run`.
 
     Returns:
       The key.

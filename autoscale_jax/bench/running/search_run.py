@@ -49,7 +49,7 @@ import numpy as np
 
 import autoscale_jax as asj
 from autoscale_jax import search
-from autoscale_jax.bench.running import chunk, evaluation, single_run
+from autoscale_jax.bench.running import chunk, evaluation
 from autoscale_jax.bench.running.benchmark import Benchmark, MethodKey, TrainerKey
 from autoscale_jax.bench.running.method_config import (
     RESTART,
@@ -65,21 +65,9 @@ from autoscale_jax.bench.running.selection import (
     selection_reference,
 )
 
-__all__ = ["SEARCH_METHOD", "index_loss_fn", "run"]
+__all__ = ["SEARCH_METHOD", "run"]
 
 _PHASE_ONE_OPTIONS = ("estimation_steps", "guide", "window", "metric_mask")
-
-
-def index_loss_fn(benchmark: Benchmark) -> Any:
-    """``loss(params, indices [B]) -> [K]``: the benchmark's loss on training examples
-    gathered from the device-resident training split (batches are then just indices)."""
-    functions = chunk.benchmark_functions(benchmark)
-    inputs, targets = functions.data
-
-    def loss(params: Any, index: jax.Array) -> jax.Array:
-        return functions.loss_fn(params, (inputs[index], tuple(t[index] for t in targets)))
-
-    return loss
 
 
 def _score_fn(benchmark: Benchmark, reference: TaskMetricDicts) -> Any:
@@ -122,7 +110,7 @@ def _compiled_search(
     if key in benchmark.cache.trainers:
         return benchmark.cache.trainers[key], 0.0
     find = search.validation_search(
-        index_loss_fn(benchmark),
+        chunk.index_loss_fn(benchmark),
         benchmark.recipe.optimizer(total_steps),
         _score_fn(benchmark, reference),
         rungs=stage["rungs"],
@@ -209,8 +197,8 @@ def run(
     k, options, tasks = benchmark.num_tasks, config.options, benchmark.dataset.tasks
     functions = chunk.benchmark_functions(benchmark)
     params = chunk.initial_params(benchmark, seed)
-    indices = single_run.batch_indices(len(benchmark.dataset.train.inputs), batch_size, steps, seed)
-    initial = single_run.evaluate(benchmark, params, benchmark.dataset.validation)
+    indices = chunk.batch_indices(len(benchmark.dataset.train.inputs), batch_size, steps, seed)
+    initial = chunk.evaluate(benchmark, params, benchmark.dataset.validation)
     reference = selection_reference(baselines, initial)
     probes, probe_steps = [functions.probe(params, jnp.ones(k), functions.probe_batch)], [0]
     clock = _Clock()
@@ -257,7 +245,7 @@ def run(
         done = end
     probes.append(functions.probe(params, weights, functions.probe_batch))
     probe_steps.append(done)
-    validation = single_run.evaluate(benchmark, params, benchmark.dataset.validation)
+    validation = chunk.evaluate(benchmark, params, benchmark.dataset.validation)
     first = Checkpoint(relative_score(tasks, validation, reference), done, params, validation)
     best, history = first, [(done, first.score)]
     method = chunk.method_build(
@@ -287,13 +275,13 @@ def run(
         done += length
         weight_rows += [np.asarray(weights)] * length
         losses.append(np.mean(np.asarray(step_records.losses), axis=0).tolist())
-        validation = single_run.evaluate(benchmark, params, benchmark.dataset.validation)
+        validation = chunk.evaluate(benchmark, params, benchmark.dataset.validation)
         score = relative_score(tasks, validation, reference)
         best = keep_better(best, Checkpoint(score, done, params, validation))
         history.append((done, score))
         probes.append(functions.probe(params, weights, functions.probe_batch))
         probe_steps.append(done)
-    test = single_run.evaluate(benchmark, best.params, benchmark.dataset.test)
+    test = chunk.evaluate(benchmark, best.params, benchmark.dataset.test)
     stride = max(1, -(-steps // 200))
     phase_one = records.estimator_metrics
     return RunResult(

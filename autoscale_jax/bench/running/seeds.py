@@ -8,7 +8,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 
 from autoscale_jax.bench.running import search_run, single_run
 from autoscale_jax.bench.running.benchmark import Benchmark
@@ -16,7 +17,14 @@ from autoscale_jax.bench.running.method_config import MethodConfig
 from autoscale_jax.bench.running.run_result import Baselines, RunResult
 from autoscale_jax.bench.running.run_store import RunStore, run_key
 
-__all__ = ["ProgressFn", "no_progress", "run_seeds"]
+__all__ = ["BENCH_METHODS", "ProgressFn", "no_progress", "run_seeds"]
+
+# The methods the bench defines beyond the registry (``asj.methods``), each with the function
+# that trains one seed of it; a registry method trains with ``single_run.run``. A new
+# bench-only method is one entry here (its runner takes ``single_run.run``'s arguments).
+BENCH_METHODS: Mapping[str, Callable[..., RunResult]] = MappingProxyType(
+    {search_run.SEARCH_METHOD: search_run.run}
+)
 
 # Called with a method's row label after each of its runs (e.g. to tick a progress bar).
 ProgressFn = Callable[[str], None]
@@ -39,7 +47,8 @@ def run_seeds(
     selection_tasks: Sequence[int] | None = None,
     store: RunStore | None = None,
 ) -> tuple[RunResult, ...]:
-    """:func:`single_run.run` once per seed with the same options.
+    """:func:`single_run.run` (or the runner of a :data:`BENCH_METHODS` entry) once per seed
+    with the same options.
 
     Args:
       benchmark: the benchmark.
@@ -58,7 +67,7 @@ def run_seeds(
         key = run_key(benchmark, config, seed=seed, baselines=baselines, **budget)
         result = store.load(key) if store is not None else None
         if result is None:
-            runner = search_run.run if config.name == search_run.SEARCH_METHOD else single_run.run
+            runner = BENCH_METHODS.get(config.name, single_run.run)
             result = runner(
                 benchmark,
                 config,

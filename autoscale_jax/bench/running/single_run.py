@@ -33,11 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import autoscale_jax as asj
-from autoscale_jax.bench.datasets import Split
-from autoscale_jax.bench.running import chunk, evaluation, models
+from autoscale_jax.bench.running import chunk, evaluation
 from autoscale_jax.bench.running.benchmark import Benchmark
+from autoscale_jax.bench.running.chunk import batch_indices, evaluate
 from autoscale_jax.bench.running.method_config import MethodConfig, json_options
-from autoscale_jax.bench.running.run_result import Baselines, RunResult, TaskMetricDicts
+from autoscale_jax.bench.running.run_result import Baselines, RunResult
 from autoscale_jax.bench.running.selection import (
     Checkpoint,
     keep_better,
@@ -46,45 +46,6 @@ from autoscale_jax.bench.running.selection import (
 )
 
 __all__ = ["batch_indices", "evaluate", "run"]
-
-
-def evaluate(benchmark: Benchmark, params: Any, split: Split) -> TaskMetricDicts:
-    """Per-task metric dicts of ``params`` on a split (see :func:`evaluation.task_metrics`).
-
-    Args:
-      benchmark: the benchmark (its jitted predict function is reused).
-      params: model parameters.
-      split: the examples to score.
-
-    Returns:
-      One ``{metric: value}`` dict per task.
-    """
-    predict = chunk.benchmark_functions(benchmark).predict
-    outputs = models.predict_in_batches(predict, params, split.inputs)
-    return evaluation.split_metrics(benchmark.dataset.tasks, outputs, split)
-
-
-def batch_indices(num_examples: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
-    """``[steps, batch_size]`` example indices: shuffled epochs, the last partial batch dropped.
-
-    The order depends only on ``seed``, so every method sees the same batches for a seed.
-
-    Args:
-      num_examples: training examples.
-      batch_size: examples per step (at most ``num_examples``).
-      steps: training steps.
-      seed: seeds the shuffles.
-
-    Returns:
-      int32 ``[steps, batch_size]``.
-    """
-    if batch_size > num_examples:
-        raise ValueError(f"batch_size {batch_size} exceeds the {num_examples} training examples")
-    rng = np.random.default_rng(seed)
-    per_epoch = num_examples // batch_size
-    epochs = -(-steps // per_epoch)
-    orders = [rng.permutation(num_examples)[: per_epoch * batch_size] for _ in range(epochs)]
-    return np.concatenate(orders).reshape(-1, batch_size)[:steps].astype(np.int32)
 
 
 def _tree_to_lists(metrics_tuple: asj.metrics.TaskMetrics) -> dict[str, list[float]]:

@@ -3,13 +3,13 @@
 import pytest
 
 import autoscale_jax as asj
+from autoscale_jax.bench.running.chunk import resolve_options
 from autoscale_jax.bench.running.method_config import (
     LAST_SHARED_LAYER,
     SEARCH_METHOD,
     MethodConfig,
     default_methods,
     json_options,
-    resolve_options,
 )
 
 
@@ -78,3 +78,25 @@ def test_plain_heads_reach_exactly_the_methods_that_take_them():
             assert "heads" not in config.options, label
     with pytest.raises(ValueError, match="heads must be"):
         default_methods(2, 100, heads="own")
+
+
+def test_the_rows_follow_the_registry_metadata_not_names():
+    configs = default_methods(3, 1000, heads="plain")
+    by_name = {c.name: c for c in configs if c.name != SEARCH_METHOD}
+    for name in asj.methods.available():
+        info = asj.methods.info(name)
+        if info.kind == "smto":  # every SMTO is a row of its own, the others are built above
+            config = by_name[name]
+            assert ("heads" in config.options) == info.takes_heads, name
+            if info.constructor == "method":
+                assert ("estimation_steps" in config.options) == info.estimation_phase, name
+    assert {n for n in asj.methods.available() if asj.methods.info(n).kind == "fixed"} == {
+        "equal_weights",
+        "fixed_weights",
+    }
+    assert {n for n in asj.methods.available() if asj.methods.info(n).kind == "guided"} == {
+        "autoscale",
+        "gradient_norm_scaling",
+    }
+    assert by_name["freeze"].options["estimation_steps"] == 50
+    assert "estimation_steps" not in by_name["cr_mogm"].options
