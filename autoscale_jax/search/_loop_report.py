@@ -8,10 +8,9 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from autoscale_jax import train as _train
+import autoscale_jax as _asj
 from autoscale_jax.search import _loop_state as _state
 from autoscale_jax.search.halving import search_cost
-from autoscale_jax.methods.fixed_weights import FixedWeightsState
 
 
 class StageReport(NamedTuple):
@@ -52,10 +51,10 @@ class WeightSearchResult(NamedTuple):
     opt_state: Any
     report: SearchReport
 
-    def train_state(self) -> _train.TrainState:
+    def train_state(self) -> Any:
         """The state of ``asj.multitask_train_step(loss_fn, asj.fixed_weights(self.weights),
         optimizer)`` (or of ``optax.chain(asj.fixed_weights(w), optimizer)``: ``tuple(...)``)."""
-        return _train.TrainState(FixedWeightsState(self.weights), self.opt_state)
+        return _asj.TrainState(_asj.FixedWeightsState(self.weights), self.opt_state)
 
 
 def result_of(

@@ -61,8 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from autoscale_jax import train as _train
-from autoscale_jax.base import task_weights
+import autoscale_jax as _asj
 from autoscale_jax.search import _checks, _loop_io
 from autoscale_jax.search import _loop_report as _report
 from autoscale_jax.search import _loop_state as _state
@@ -79,7 +78,6 @@ from autoscale_jax.search.stages import (
     default_estimation_steps,
     default_stages,
 )
-from autoscale_jax.methods.autoscale import autoscale
 
 __all__ = ["SearchReport", "StageReport", "WeightSearch", "WeightSearchResult", "find_weights"]
 
@@ -141,7 +139,7 @@ class WeightSearch:
             default_stages(self.num_tasks, self.budget) if stages is None else stages,
             self.num_tasks,
         )
-        weighting = autoscale(
+        weighting = _asj.autoscale(
             self.num_tasks,
             self.estimation_steps,
             guide=guide,
@@ -152,10 +150,10 @@ class WeightSearch:
         self._progress = progress
         _loop_io.Progress(progress, 0).close()  # checks the option now
         self._loss_fn, self._score_fn, self._task_counts = loss_fn, score_fn, task_counts
-        self._train = _train.multitask_train_step(
+        self._train = _asj.multitask_train_step(
             loss_fn, weighting, optimizer, task_counts=task_counts
         )
-        self._phase_one = jax.jit(_state.phase_one_chunk(self._train.step, task_weights))
+        self._phase_one = jax.jit(_state.phase_one_chunk(self._train.step, _asj.task_weights))
         self._candidates = jax.jit(
             _state.candidate_chunk(loss_fn, optimizer, task_counts, sequential)
         )
@@ -196,7 +194,7 @@ class WeightSearch:
             params=_state.broadcast(params, 1),
             opt_state=_state.broadcast(train_state.optimizer, 1),
             weighting=train_state.weighting,
-            weights=task_weights(train_state.weighting)[None].astype(jnp.float32),
+            weights=_asj.task_weights(train_state.weighting)[None].astype(jnp.float32),
             ids=jnp.zeros((1,), jnp.int32),
             loss_sum=jnp.zeros((1, k), jnp.float32),
             phase_one_weights=jnp.full((k,), nan),
