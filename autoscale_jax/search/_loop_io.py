@@ -138,7 +138,7 @@ def mesh_of(devices: Any, sequential: bool) -> Mesh | None:
                 f"{devices.axis_names}."
             )
         return devices
-    if not isinstance(devices, Sequence) or not devices:
+    if isinstance(devices, str) or not isinstance(devices, Sequence) or not devices:
         raise TypeError(
             "devices must be a non-empty sequence of jax devices (e.g. jax.devices()) or a 1-D "
             f"jax.sharding.Mesh, got {devices!r}."

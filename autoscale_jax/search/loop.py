@@ -126,6 +126,11 @@ class WeightSearch:
     ) -> None:
         _checks.check_functions(loss_fn, optimizer, score_fn)
         self.num_tasks = _loop_io.check_count("num_tasks", num_tasks)
+        if self.num_tasks < 2:
+            raise ValueError(
+                "num_tasks must be >= 2 (loss_fn returns one loss): the search weighs tasks "
+                "against each other; train a single task without it."
+            )
         self.budget = _loop_io.check_count("budget", budget)
         self.chunk_size = _loop_io.check_count("chunk_size", chunk_size)
         window = _loop_io.check_count("window", window)
