@@ -82,7 +82,9 @@ def find_weights_nnx(
       optimizer: its ``nnx.Optimizer`` built with a plain optax transformation.
       loss_fn: ``loss_fn(model, batch) -> [K]`` (or ``(losses, counts)``).
       score_fn: ``score_fn(model) -> scalar``, higher is better (traced, vmapped).
-      batches, budget, options: as in :func:`~autoscale_jax.search.find_weights`.
+      batches: an iterator of batches, or a function ``step -> batch``.
+      budget: the training budget in steps.
+      **options: as in :func:`~autoscale_jax.search.find_weights`.
 
     Returns:
       The :class:`~autoscale_jax.search.WeightSearchResult` (``params``: an ``nnx.State``).
@@ -141,7 +143,9 @@ def find_weights_linen(
       state: an :class:`autoscale_jax.flax.TrainState` whose ``tx`` is the plain optimizer.
       loss_fn: ``loss_fn(params, batch) -> [K]`` (or ``(losses, counts)``).
       score_fn: ``score_fn(params) -> scalar``, higher is better.
-      batches, budget, options: as in :func:`~autoscale_jax.search.find_weights`.
+      batches: an iterator of batches, or a function ``step -> batch``.
+      budget: the training budget in steps.
+      **options: as in :func:`~autoscale_jax.search.find_weights`.
 
     Returns:
       ``(state, result)``: the survivor's ``TrainState`` (``tx = optax.chain(
