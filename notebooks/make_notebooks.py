@@ -20,6 +20,8 @@ import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HERE = ROOT / "notebooks"
+sys.path.insert(0, str(HERE))
+from find_weights_cells import FIND_WEIGHTS  # noqa: E402  (one notebook's cells, beside this)
 
 
 def repository_url() -> str:
@@ -409,6 +411,16 @@ NOTEBOOKS = {
         "metrics, Δm%, mean rank, cost) and the Δm-vs-cost plot.",
         "bench",
         COMPARISON,
+    ),
+    "find_weights.ipynb": (
+        "Find the task weights: the validation-guided search in one call",
+        "`asj.search.find_weights` runs AutoScale's phase 1, restarts the optimizer, trains "
+        "candidate weightings side by side with successive halving on a validation score, and "
+        "returns the survivor's weights, parameters and optimizer state, on a small three-task "
+        "benchmark whose loss scales differ by 100x; the survivor then trains on with its fixed "
+        "weights in a plain optax loop.",
+        "flax",
+        FIND_WEIGHTS,
     ),
 }
 
