@@ -5,6 +5,7 @@ optax transformations that take stacked task gradients and ``task_losses=``.
 """
 
 from autoscale_jax import estimator, methods, metrics, modes, restart, search, weighting
+from autoscale_jax._autoscale_state import AutoScaleState
 from autoscale_jax.accumulation import (
     ApplyIfFiniteState,
     MultiStepsState,
@@ -24,6 +25,8 @@ from autoscale_jax.jacobian import (
     shared_parameter_mask,
     task_value_and_grad,
 )
+from autoscale_jax.methods.autoscale import autoscale
+from autoscale_jax.methods.fixed_weights import FixedWeightsState, equal_weights, fixed_weights
 from autoscale_jax.modes import task_gramian
 from autoscale_jax.restart import restart_at_phase_switch, restart_moments
 from autoscale_jax.train import (
@@ -31,13 +34,6 @@ from autoscale_jax.train import (
     TrainStep,
     linear_scalarization_step,
     multitask_train_step,
-)
-from autoscale_jax.transform import (
-    AutoScaleState,
-    FixedWeightsState,
-    autoscale,
-    equal_weights,
-    fixed_weights,
 )
 
 # The one version source: pyproject.toml reads it (dynamic = ["version"]).

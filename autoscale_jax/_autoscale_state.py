@@ -1,5 +1,6 @@
 """AutoScale's state: the step, the weights and the packed phase-1 records, with the
-configuration check that keeps a checkpoint from continuing in another configuration."""
+configuration check that keeps a checkpoint from continuing in another configuration, and
+:func:`advance`, which feeds the estimator's phase-1 state machine one sample a step."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from autoscale_jax import _packing, estimator, metrics
+from autoscale_jax import _packing, checks, estimator, metrics
 from autoscale_jax.metrics import TaskMetrics
 
 
 class AutoScaleState(NamedTuple):
-    """State of :func:`autoscale`.
+    """State of :func:`~autoscale_jax.autoscale`.
 
     Attributes:
       step: int32 steps taken; phase 1 while ``step < estimation_steps``.
@@ -138,3 +139,40 @@ def poison(ok: Any, state: AutoScaleState) -> AutoScaleState:
     if ok is True:
         return state
     return state._replace(task_weights=jnp.where(ok, state.task_weights, jnp.nan))
+
+
+def advance(
+    phase: estimator.PhaseOne,
+    state: AutoScaleState,
+    G: jax.Array,
+    losses: Any,
+    task_mask: Any = None,
+    loss_mask: Any = None,
+) -> tuple[jax.Array, AutoScaleState]:
+    """One update from the Gramian ``G``: ``(weights to train with, next state)``.
+
+    Phase 1 (``step < T1``) runs :func:`autoscale_jax.estimator.phase_one_step`; phase 2 keeps
+    the fixed weights. ``G`` is computed before the phase's ``lax.cond``, not inside it: a
+    branch that closes over the K stacked gradients made XLA:CPU's phase-1 step ~1.4x dearer
+    than MGDA's.
+    """
+    # The estimator works in float32 whatever the gradients' dtype (float64 under x64,
+    # bfloat16): its state and weights are float32.
+    G = jnp.asarray(G, jnp.float32)
+    num_tasks = jnp.shape(state.task_weights)[0]
+    losses = checks.check_task_losses(losses, num_tasks).astype(jnp.float32)
+    seen = task_mask if loss_mask is None else loss_mask
+    estimator.check_losses(phase, state.step, losses, seen)
+
+    def phase_one(state: AutoScaleState) -> tuple[jax.Array, AutoScaleState]:
+        stats, snapshot, check = unpack_records(state)
+        weights, next_weights, stats, snapshot = estimator.phase_one_step(
+            phase, state.step, state.task_weights, stats, snapshot, G, losses, task_mask, loss_mask
+        )
+        records = _packing.pack((stats, snapshot, check))
+        return weights, state._replace(task_weights=next_weights, phase_one_records=records)
+
+    weights, state = jax.lax.cond(
+        state.step < phase.estimation_steps, phase_one, lambda s: (s.task_weights, s), state
+    )
+    return weights, state._replace(step=state.step + 1)

@@ -351,25 +351,6 @@ def weighted_sum(task_grads: Any, weights: jax.Array, present: jax.Array | None 
     return jax.tree.map(lambda g: jnp.tensordot(weights.astype(g.dtype), g, axes=1), task_grads)
 
 
-def combine(
-    task_grads: Any,
-    weights: jax.Array,
-    num_tasks: int,
-    presummed: bool,
-    present: jax.Array | None = None,
-) -> Any:
-    """A loss-space method's update: ``Σ_k w_k g_k``, or the presummed gradient as it is.
-
-    With ``presummed=True`` the caller (the fast path of :mod:`autoscale_jax.train`) already
-    computed ``∇ Σ_k w_k L_k`` with these same weights, in one backward pass. ``present``:
-    see :func:`weighted_sum`.
-    """
-    if presummed:
-        return task_grads
-    checks.check_task_gradients(task_grads, num_tasks)
-    return weighted_sum(task_grads, weights, present)
-
-
 def loss_space_fast_path(weights: Any) -> FastPath:
     """The fast path of a method whose weights come from losses: never needs task gradients.
 

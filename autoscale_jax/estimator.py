@@ -36,6 +36,10 @@ shared leaf, heads that share no parameter); with the loss guide (``uses="losses
 negative observed loss or observed losses that are all zero. ``estimates`` counts the windows
 that closed with at least one usable sample: none means the phase produced no estimate.
 
+AutoScale's phase 1 is the state machine :func:`phase_one_step` over these statistics (the
+warm start, the window closes, the aggregate at the last step, the metrics snapshot); the
+method :func:`autoscale_jax.autoscale` keeps its state and feeds it one sample a step.
+
 Example:
   >>> stats = init_window_statistics(num_tasks=2)
   >>> stats = accumulate(stats, jnp.eye(2), jnp.array([1.0, 2.0]))
@@ -45,23 +49,23 @@ Example:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-AGGREGATIONS = ("last_half", "last", "mean", "ema")
+from autoscale_jax import metrics
+from autoscale_jax.weighting import AGGREGATIONS
+
 GUIDE_INPUTS = ("gramian", "losses")
 
 
 class Aggregation(NamedTuple):
-    """How closed windows' weights are aggregated: static, fixed when the transform is built.
-
-    Attributes:
-      how: ``"last_half"``, ``"last"``, ``"mean"`` or ``"ema"``.
-      first_window: the first window counted by a sum (``"last_half"``: ``W - ceil(W/2)``).
-      decay: ``β`` of ``"ema"``.
-    """
+    """How closed windows' weights are aggregated (static): ``how`` (one of
+    :data:`AGGREGATIONS`), the first window a sum counts (``first_window``; ``"last_half"``:
+    ``W - ceil(W/2)``) and ``decay``, the ``β`` of ``"ema"``."""
 
     how: str
     first_window: int = 0
@@ -302,3 +306,95 @@ def aggregated_weights(stats: WindowStatistics) -> jax.Array:
     total = jnp.sum(stats.aggregate)
     ok = (stats.aggregated > 0) & (total > 0)
     return jnp.where(ok, stats.aggregate * (num_tasks / jnp.where(ok, total, 1.0)), 1.0)
+
+
+class PhaseOne(NamedTuple):
+    """AutoScale's phase 1, static: the guide ``rule(Ḡ, L̄) -> w``
+    (:func:`autoscale_jax.weighting.guide_rule`), what it reads (``uses``), ``T1``, ``τ``, the
+    warm start and the :class:`Aggregation` of the window weights."""
+
+    rule: Callable[[jax.Array, jax.Array], jax.Array]
+    uses: str
+    estimation_steps: int
+    window: int
+    warm_start: bool
+    aggregation: Aggregation
+
+
+def check_losses(phase: PhaseOne, step: Any, losses: jax.Array, loss_mask: Any) -> None:
+    """The loss guide's weights ``1/L̄`` need non-negative losses: raises where concrete."""
+    if phase.uses != "losses" or isinstance(losses, jax.core.Tracer):
+        return
+    if isinstance(step, jax.core.Tracer) or int(step) >= phase.estimation_steps:
+        return
+    seen = np.ones(losses.shape[0], bool) if loss_mask is None else np.asarray(loss_mask)
+    values = np.asarray(losses)
+    if np.any((values < 0) & seen):
+        raise ValueError(
+            f"guide='loss' sets w_k ∝ 1/L̄_k and needs non-negative task_losses, got "
+            f"{values.tolist()}: shift the losses by a lower bound (L_k - min L_k) or use "
+            "guide='gms'."
+        )
+
+
+def phase_one_step(
+    phase: PhaseOne,
+    step: jax.Array,
+    weights: jax.Array,
+    stats: WindowStatistics,
+    snapshot: metrics.TaskMetrics,
+    G: jax.Array,
+    losses: jax.Array,
+    task_mask: jax.Array | None = None,
+    loss_mask: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array, WindowStatistics, metrics.TaskMetrics]:
+    """One phase-1 step: ``(weights it trains with, next weights, stats, snapshot)``.
+
+    For ``step < T1``. With ``warm_start`` step 0 trains with the guide's weights of its own
+    usable sample. The sample joins the window (``task_mask``, ``loss_mask``: see
+    :func:`accumulate`); at a window's end the guide maps the window means to the next
+    weights, which join the aggregate; the last step sets the aggregate (NaN when no window
+    had a usable sample: no estimate, no silent fallback). ``snapshot``: the metrics of the
+    latest usable sample at its weights. ``G`` and ``losses`` are float32.
+    """
+    usable = sample_status(G, losses, task_mask, loss_mask, phase.uses).usable
+    observed_G, observed_losses = _observed(G, losses, task_mask, loss_mask)
+    if phase.warm_start:
+        weights = jax.lax.cond(
+            (step == 0) & usable,
+            lambda: phase.rule(observed_G, observed_losses),
+            lambda: weights,
+        )
+    stats = accumulate(stats, G, losses, task_mask, loss_mask, uses=phase.uses)
+    last_step = step == phase.estimation_steps - 1
+    window_ends = ((step + 1) % phase.window == 0) | last_step
+
+    def close(stats: WindowStatistics) -> tuple:
+        mean_G, mean_losses = window_means(stats)
+        chosen = jax.lax.cond(
+            stats.count > 0, lambda: phase.rule(mean_G, mean_losses), lambda: weights
+        )
+        return chosen, close_window(stats, chosen, phase.aggregation)
+
+    next_weights, stats = jax.lax.cond(window_ends, close, lambda s: (weights, s), stats)
+    next_weights = jax.lax.cond(
+        last_step,
+        lambda: jnp.where(stats.estimates == 0, jnp.nan, aggregated_weights(stats)),
+        lambda: next_weights,
+    )
+    snapshot = jax.lax.cond(
+        usable,
+        lambda: metrics.task_metrics(observed_G, observed_losses, weights),
+        lambda: snapshot,
+    )
+    return weights, next_weights, stats, snapshot
+
+
+def _observed(G: jax.Array, losses: jax.Array, task_mask: Any, loss_mask: Any) -> tuple:
+    """The Gramian and losses with unobserved entries set to 0 (so they stay finite)."""
+    if task_mask is not None:
+        G = jnp.where(task_mask[:, None] & task_mask[None, :], G, 0.0)
+    loss_mask = task_mask if loss_mask is None else loss_mask
+    if loss_mask is not None:
+        losses = jnp.where(loss_mask, losses, 0.0)
+    return G, losses

@@ -36,7 +36,7 @@ Any other state type is refused with a ``ValueError`` when the step is traced (n
 reset by guess): declare it with :func:`register_state`, or pass ``restart_moments=False``.
 
 Only AutoScale's phase switch restarts (the first step where ``needs_task_gradients`` turns
-False on an :class:`~autoscale_jax.transform.AutoScaleState`). Methods that need per-task
+False on an :class:`~autoscale_jax.AutoScaleState`). Methods that need per-task
 gradients every ``update_every``-th step have no phase and never restart. Nor does a step see
 the phase inside :func:`autoscale_jax.multi_steps` (whose answer is always True): wrap its inner
 chain, ``asj.multi_steps(asj.restart_at_phase_switch(chain), k, K)``.
@@ -61,7 +61,7 @@ import optax
 import optax.contrib
 
 from autoscale_jax import accumulation, base
-from autoscale_jax.transform import AutoScaleState
+from autoscale_jax._autoscale_state import AutoScaleState
 
 __all__ = ["register_state", "restart_at_phase_switch", "restart_moments"]
 

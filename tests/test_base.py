@@ -20,17 +20,6 @@ def test_weighted_sum_against_numpy_and_keeps_dtype():
     np.testing.assert_allclose(out["b"], 0 + 0.5 - 2)
 
 
-def test_combine_passes_presummed_through_and_checks_stacked():
-    stacked = {"w": jnp.array([[1.0, 0.0], [0.0, 2.0]])}
-    np.testing.assert_allclose(
-        base.combine(stacked, jnp.array([2.0, 1.0]), 2, False)["w"], [2.0, 2.0]
-    )
-    presummed = {"w": jnp.array([7.0, 8.0])}
-    assert base.combine(presummed, jnp.ones(2), 2, True) is presummed
-    with pytest.raises(ValueError, match="leading task axis of size 3"):
-        base.combine(stacked, jnp.ones(3), 3, False)
-
-
 def test_task_weights_lookup_through_wrappers():
     params = {"w": jnp.zeros(2)}
     injected = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)

@@ -22,6 +22,7 @@ from autoscale_jax.methods._bases import GramianMethodState, Proposal
 from autoscale_jax.methods._registry import MethodInfo, build, check_info, markdown_table
 from autoscale_jax.methods.aligned_mtl import aligned_mtl
 from autoscale_jax.methods.auto_lambda import auto_lambda
+from autoscale_jax.methods.autoscale import autoscale
 from autoscale_jax.methods.cagrad import cagrad
 from autoscale_jax.methods.config import config
 from autoscale_jax.methods.cosmos import cosmos
@@ -33,6 +34,7 @@ from autoscale_jax.methods.edm import edm
 from autoscale_jax.methods.excess_mtl import excess_mtl
 from autoscale_jax.methods.fairgrad import fairgrad
 from autoscale_jax.methods.famo import famo
+from autoscale_jax.methods.fixed_weights import equal_weights, fixed_weights
 from autoscale_jax.methods.freeze import freeze
 from autoscale_jax.methods.geometric_mean import geometric_mean
 from autoscale_jax.methods.graddrop import graddrop
@@ -56,7 +58,6 @@ from autoscale_jax.methods.stch import stch
 from autoscale_jax.methods.trimmed_mean import trimmed_mean
 from autoscale_jax.methods.uncertainty_weighting import uncertainty_weighting
 from autoscale_jax.methods.upgrad import upgrad
-from autoscale_jax.transform import autoscale, equal_weights, fixed_weights
 
 _M = MethodInfo
 # name, factory, family, task gradients, key, losses, weight convention, constructor, reference

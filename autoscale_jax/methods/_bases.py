@@ -3,11 +3,13 @@
 A method supplies only its rule; the base does the checks, the finite-state guard, the
 combination of the task gradients and the fast path:
 
-- :func:`gramian_method`: weights from the K×K Gramian of the task gradients (MGDA, CAGrad,
-  UPGrad, Nash-MTL, IMTL-G, Aligned-MTL, ...), including the *gradient surgery* methods that
-  draw a random order each step (PCGrad, GradVac: ``needs_key=True``). Every method of this
-  family accepts ``metric_mask`` (which leaves the Gramian sees) and ``heads`` (whether the
-  task heads get the weighted or their own plain gradient).
+- :func:`gramian_method`: weights solved from the K×K Gramian of the task gradients each step
+  (MGDA, CAGrad, UPGrad, Nash-MTL, IMTL-G, Aligned-MTL, ...), including the *gradient
+  surgery* methods that draw a random order each step (PCGrad, GradVac: ``needs_key=True``).
+  Every method of this family accepts ``metric_mask`` (which leaves the Gramian sees) and
+  ``heads`` (whether the task heads get the weighted or their own plain gradient). It is a
+  transition on :func:`~autoscale_jax.methods._update_paths.gramian_base`, the update paths
+  it shares with AutoScale and fixed weights.
 - :func:`~autoscale_jax.methods._loss_weighting.loss_weighting` (its own module): weights
   from the losses and the method's own state (UW, DWA, RLW, FAMO, ...).
 - :func:`stacked_gradient_method`: the general form, for methods that act on the stacked
@@ -35,14 +37,37 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, checks, metrics
-from autoscale_jax.methods._heads import aggregation_mask, check_heads, combine_heads
+from autoscale_jax.methods._heads import aggregation_mask, check_heads
 from autoscale_jax.methods._partial_labels import (
     masked,
-    stand_in_gradients,
     stand_in_gramian,
     stand_in_losses,
     stand_in_map,
 )
+from autoscale_jax.methods._update_paths import (
+    GramianFn,
+    Sample,
+    gramian_base,
+    reject_presummed,
+    require_key,
+    stacked_gradient_method,
+)
+
+__all__ = [
+    "GramianMethodState",
+    "GramianRule",
+    "Proposal",
+    "aggregation_mask",
+    "all_finite",
+    "check_heads",
+    "gramian_base",
+    "gramian_method",
+    "keep_if_finite",
+    "reject_presummed",
+    "require_key",
+    "stacked_gradient_method",
+    "work_dtype",
+]
 
 
 class Proposal(NamedTuple):
@@ -88,27 +113,6 @@ class GramianMethodState(NamedTuple):
 
 # rule(G, losses or None, key or None, memory) -> Proposal
 GramianRule = Callable[[jax.Array, Any, Any, Any], Proposal]
-# gramian_fn(task_grads, extra_args) -> G, for methods that measure elsewhere (MGDA-UB)
-GramianFn = Callable[[Any, dict], jax.Array]
-
-
-def require_key(key: jax.Array | None, method: str) -> jax.Array:
-    """Raises a clear error when a random method is called without a PRNG key."""
-    if key is None:
-        raise ValueError(
-            f"{method} is random and needs a PRNG key: call "
-            f"update(task_grads, state, params, key=jax.random.key(step)) with a fresh key each "
-            "step (multitask_train_step passes its `key=` argument through)."
-        )
-    return key
-
-
-def reject_presummed(method: str) -> None:
-    """Methods that need per-task gradients cannot work on an already combined gradient."""
-    raise ValueError(
-        f"{method} needs the per-task gradients (it has no fast path here); it cannot update "
-        "from a presummed gradient."
-    )
 
 
 def keep_if_finite(new: Any, previous: Any, finite: jax.Array) -> Any:
@@ -127,85 +131,6 @@ def all_finite(*trees: Any) -> jax.Array:
 def work_dtype(G: jax.Array) -> Any:
     """The dtype weights are applied in: the Gramian's, at least float32."""
     return jnp.promote_types(G.dtype, jnp.float32)
-
-
-def stacked_gradient_method(
-    num_tasks: int,
-    name: str,
-    init_state: Callable[[Any], Any],
-    aggregate: Callable[[Any, Any, Any, Any, dict], tuple[Any, Any]],
-    *,
-    needs_key: bool = False,
-    losses_required: bool = False,
-    presummed_update: Callable[..., tuple[Any, Any]] | None = None,
-    fast_path: base.FastPath | None = None,
-    gramian_path: base.GramianPath | None = None,
-    handles_task_mask: bool = False,
-) -> base.MultiTaskTransformation:
-    """The general base: checks the call, then ``aggregate`` combines the stacked gradients.
-
-    Partial labels: ``update(..., task_mask=present)`` is checked ([K] bools). Unless the
-    method handles it itself (``handles_task_mask``, it then reads ``extra_args["task_mask"]``),
-    ``aggregate`` sees each absent task's gradient and loss replaced by the present tasks' mean
-    (:func:`stand_in_gradients`): the absent task's own gradient never reaches the update.
-
-    Args:
-      num_tasks: K >= 2 (already checked by the caller or checked here).
-      name: the method's registry name, for error messages.
-      init_state: ``params -> state`` (most methods ignore the parameters).
-      aggregate: ``(task_grads, state, losses, key, extra_args) -> (update, state)``; the
-        gradients are checked (leading axis K), ``losses`` is the checked [K] float32 array or
-        None, ``key`` is checked when ``needs_key``.
-      needs_key: whether ``update`` requires ``key=``.
-      losses_required: whether ``update`` requires ``task_losses=``.
-      presummed_update: ``(combined_gradient, state, losses, key) -> (update, state)`` for the
-        steps the fast path serves (with ``handles_task_mask``, a fifth argument: the mask);
-        without it a presummed call is rejected.
-      fast_path: the :class:`~autoscale_jax.base.FastPath`, if any.
-      gramian_path: the :class:`~autoscale_jax.base.GramianPath`, if any.
-      handles_task_mask: whether ``aggregate`` and ``presummed_update`` apply
-        ``extra_args["task_mask"]`` themselves.
-
-    Returns:
-      A :class:`~autoscale_jax.base.MultiTaskTransformation`.
-    """
-    num_tasks = checks.check_num_tasks(num_tasks)
-
-    def init_fn(params: Any) -> Any:
-        return init_state(params)
-
-    def update_fn(
-        task_grads: Any,
-        state: Any,
-        params: Any = None,
-        *,
-        task_losses: jax.Array | None = None,
-        key: jax.Array | None = None,
-        presummed: bool = False,
-        **extra_args: Any,
-    ) -> tuple[Any, Any]:
-        del params
-        if presummed and presummed_update is None:
-            reject_presummed(name)
-        losses = checks.check_task_losses(task_losses, num_tasks, required=losses_required)
-        if losses is not None:
-            losses = metrics.at_least_float32(losses)
-        if needs_key:
-            key = require_key(key, name)
-        present = checks.check_task_mask(extra_args.get("task_mask"), num_tasks)
-        if presummed:
-            assert presummed_update is not None  # rejected above otherwise
-            if handles_task_mask:
-                return presummed_update(task_grads, state, losses, key, present)
-            return presummed_update(task_grads, state, losses, key)
-        checks.check_task_gradients(task_grads, num_tasks)
-        if present is not None and not handles_task_mask:
-            task_grads = stand_in_gradients(task_grads, present)
-            if losses is not None:
-                losses = stand_in_losses(losses, present)
-        return aggregate(task_grads, state, losses, key, extra_args)
-
-    return base.multitask_transformation(init_fn, update_fn, fast_path, gramian_path)
 
 
 def gramian_method(
@@ -303,33 +228,19 @@ def gramian_method(
             memory=keep_if_finite(proposal.memory, state.memory, usable),
         )
 
-    def aggregate(task_grads: Any, state: GramianMethodState, losses: Any, key: Any, extra: dict):
-        present = extra.get("task_mask")  # checked by the base
-        if gramian_fn is None:
-            G = metrics.gramian(task_grads, measured)
-        else:
-            G = gramian_fn(task_grads, extra)
-        weights, new_state = weights_and_state(state, G, losses, key, present)
-        if heads == "plain":
-            return combine_heads(task_grads, weights, resolve(task_grads), present), new_state
-        return base.weighted_sum(task_grads, weights, present), new_state
-
-    def weights_and_state(
-        state: GramianMethodState, G: jax.Array, losses: Any, key: Any, present: Any
-    ) -> tuple:
-        """Solve (every ``update_every`` steps) and count the step."""
+    def transition(state: GramianMethodState, sample: Sample) -> tuple:
+        """Solve (every ``update_every`` steps) and count the step; with task sampling the
+        rule sees the unbiased ``Ĝ = G / π`` on the observed entries."""
+        G, present = sample.observed.unbiased(), sample.present
         if update_every == 1:
-            weights, new_state = solve(state, G, losses, key, present)
+            weights, new_state = solve(state, G, sample.losses, sample.key, present)
         else:
             weights, new_state = jax.lax.cond(
                 state.step % update_every == 0,
-                lambda: solve(state, G, losses, key, present),
+                lambda: solve(state, G, sample.losses, sample.key, present),
                 lambda: (masked(state.task_weights, present).astype(work_dtype(G)), state),
             )
         return weights, new_state._replace(step=state.step + 1)
-
-    def resolve(task_grads: Any) -> Any:
-        return metrics.resolve_mask(task_grads, measured)
 
     def is_solve_step(state: GramianMethodState) -> jax.Array:
         return state.step % update_every == 0
@@ -344,36 +255,22 @@ def gramian_method(
         update = jax.tree.map(lambda g: g * poison.astype(g.dtype), combined)
         return update, state._replace(step=state.step + 1)
 
-    def weights_from_gramian(
-        state: GramianMethodState, observed: Any, task_losses: Any, key: Any, task_mask: Any
-    ) -> tuple[jax.Array, GramianMethodState]:
-        present = checks.check_task_mask(task_mask, num_tasks)
-        losses = checks.check_task_losses(task_losses, num_tasks, required=losses_required)
-        if losses is not None:
-            losses = metrics.at_least_float32(losses)
-        if needs_key:
-            key = require_key(key, name)
-        return weights_and_state(state, observed.unbiased(), losses, key, present)
-
-    gramian_path = None
-    if heads == "weighted" and gramian_fn is None:
-        gramian_path = base.GramianPath(weights_from_gramian, measured)
-
     fast_path = None
     if update_every > 1 and heads == "weighted":
         fast_path = base.FastPath(
             needs_task_gradients=is_solve_step,
             weights=lambda state, task_losses, key: state.task_weights,
         )
-    return stacked_gradient_method(
+    return gramian_base(
         num_tasks,
         name,
         init_state,
-        aggregate,
+        transition,
+        measured=measured,
+        heads=heads,
         needs_key=needs_key,
         losses_required=losses_required,
-        presummed_update=presummed_update if fast_path is not None else None,
+        gramian_fn=gramian_fn,
         fast_path=fast_path,
-        gramian_path=gramian_path,
-        handles_task_mask=True,
+        presummed_update=presummed_update if fast_path is not None else None,
     )

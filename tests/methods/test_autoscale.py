@@ -1,4 +1,5 @@
-"""AutoScale, fixed and equal weights as optax transforms."""
+"""AutoScale, fixed and equal weights: methods on the Gramian base (methods/autoscale.py,
+methods/fixed_weights.py)."""
 
 import jax
 import jax.numpy as jnp
@@ -202,6 +203,27 @@ def test_fixed_and_equal_weights():
     updates, state = tx.update(grads, tx.init(params), params)
     np.testing.assert_allclose(updates["w"], [4.0, 1.0])
     np.testing.assert_allclose(asj.task_weights(state), [1.0, 1.0])
+
+
+def test_fixed_weights_pass_a_presummed_gradient_through_and_check_stacked_ones():
+    tx = asj.fixed_weights([2.0, 1.0])
+    presummed = {"w": jnp.array([7.0, 8.0])}
+    assert tx.update(presummed, tx.init(None), presummed=True)[0] is presummed
+    with pytest.raises(ValueError, match="leading task axis of size 2"):
+        tx.update({"w": jnp.ones((3, 2))}, tx.init(None))
+
+
+def test_checkpoints_of_the_transform_py_layout_restore():
+    """The states keep the leaves and the configuration fingerprint they had when AutoScale
+    lived in autoscale_jax/transform.py (values recorded from that code), so a checkpoint
+    restored into tx.init's structure continues."""
+    state = asj.autoscale(3, 5).init(None)
+    layout = [(leaf.shape, str(leaf.dtype)) for leaf in jax.tree.leaves(state)]
+    assert layout == [((), "int32"), ((3,), "float32"), ((22,), "float32"), ((24,), "int32")]
+    assert int(state.config_fingerprint) == 352105307
+    other = asj.autoscale(2, 100, guide="cond", window=5, metric_mask="shared")
+    assert int(other.init(None).config_fingerprint) == 1021728918
+    assert asj.fixed_weights([1.0, 2.0]).init(None)._fields == ("task_weights",)
 
 
 def test_inject_hyperparams():
