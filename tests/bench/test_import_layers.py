@@ -3,6 +3,12 @@ import, no circle, at most five layers (benchmarks/import_floors.py)."""
 
 import importlib.util
 import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import autoscale_jax.bench
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 LAYERS = ["datasets", "running", "experiments", "reporting", "cli"]
@@ -47,3 +53,25 @@ def test_an_upward_import_and_a_circle_fail(tmp_path, capsys):
     assert status == 1
     assert "upward import: pkg.low.a (low) imports pkg.high.b (high)" in out
     assert "circle: pkg.high.b <-> pkg.low.a" in out
+
+
+def test_the_old_module_names_find_the_moved_modules():
+    from autoscale_jax.bench import grid, trainer, training
+
+    assert trainer.__name__ == "autoscale_jax.bench.running.chunk"
+    assert training.__name__ == "autoscale_jax.bench.running.single_run"
+    assert grid.__name__ == "autoscale_jax.bench.experiments.grid"
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        autoscale_jax.bench.nothing  # noqa: B018
+
+
+def test_python_m_autoscale_jax_bench_is_the_cli():
+    done = subprocess.run(
+        [sys.executable, "-m", "autoscale_jax.bench", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage: autoscale-jax" in done.stdout and "{bench,study}" in done.stdout
