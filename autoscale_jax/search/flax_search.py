@@ -104,6 +104,7 @@ def find_weights_nnx(
     _plain(optimizer.tx, _nnx.pure(optimizer.opt_state), "optimizer.tx")
     wrt = getattr(optimizer, "wrt", nnx.Param)
     graphdef, params, rest = _nnx.split(model, wrt)
+    params = _nnx.pure(params)  # arrays, not Flax variables (whose pytrees differ by version)
 
     def pure_loss(p: Any, batch: Any) -> Any:
         return loss_fn(nnx.merge(graphdef, p, rest), batch)
