@@ -278,3 +278,57 @@ def test_eight_devices_equal_one_device():
     assert out["survivors"] == out["one_survivors"]
     np.testing.assert_allclose(out["weights"], out["one"], rtol=1e-5)
     assert out["diff"] < 1e-5
+
+
+def test_partial_labels_absent_tasks_get_weight_zero():
+    """loss_fn -> (losses, counts): task 2 is unlabelled on odd steps, where its loss is a
+    placeholder with a real gradient (the mean error over every row). One fixed candidate, no
+    pruning: equal to phase 1 with task_counts and a hand-written loop on Σ_k [n_k > 0] w_k L_k
+    (the placeholder would move the parameters if it reached the update)."""
+    _, params, batch, score = problem()
+
+    def loss_fn(p, b):
+        x, y, labelled = b
+        errors = (jnp.tanh(x @ p["trunk"]) @ p["heads"] - y) ** 2
+        count = jnp.sum(labelled)
+        last = jnp.where(
+            count > 0, jnp.sum(errors[:, 2] * labelled) / jnp.maximum(count, 1), errors[:, 2].mean()
+        )
+        losses = jnp.stack([errors[:, 0].mean(), errors[:, 1].mean(), last])
+        return losses, jnp.stack([jnp.float32(x.shape[0])] * 2 + [count])
+
+    def masked(t):
+        x, y = batch(t)
+        return x, y, jnp.full((x.shape[0],), float(t % 2 == 0))
+
+    w = jnp.array([1.0, 0.01, 2.0])
+    opt = optax.adam(1e-2)
+    found = search.find_weights(
+        loss_fn,
+        opt,
+        lambda p: score(p),
+        params,
+        masked,
+        budget=40,
+        estimation_steps=4,
+        window=2,
+        chunk_size=4,
+        progress=False,
+        stages=(search.weights_stage(w[None], (5,)),),
+    )
+    train = asj.multitask_train_step(loss_fn, asj.autoscale(3, 4, window=2), opt, task_counts=True)
+    p, state = params, train.init(params)
+    for t in range(4):
+        p, state, _ = train.step(p, state, masked(t))
+    o = state.optimizer
+
+    def weighted(p, b):
+        losses, counts = loss_fn(p, b)
+        return jnp.sum(jnp.where(counts > 0, w * losses, 0.0))
+
+    for t in range(4, 9):
+        updates, o = opt.update(jax.grad(weighted)(p, masked(t)), o, p)
+        p = optax.apply_updates(p, updates)
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(found.params))
+    assert_trees_close(found.params, p, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(found.weights, w)

@@ -87,7 +87,9 @@ class WeightSearch:
 
     Args (all checked here, before the first step):
       loss_fn: ``loss_fn(params, batch) -> [K]`` losses, or ``(losses, counts)`` with
-        ``task_counts=True`` (an absent task, count 0, gets weight 0 in that step).
+        ``task_counts=True`` (an absent task, count 0, gets weight 0 in that step; its
+        placeholder loss must have a finite gradient, e.g. divide by ``max(count, 1)``:
+        the one backward pass multiplies that gradient by 0, and 0 x inf is NaN).
       optimizer: the optax optimizer (no multi-task part), e.g. ``optax.adam(1e-3)``.
       score_fn: ``score_fn(params) -> scalar``, higher is better, traced and vmapped.
       num_tasks: K >= 2.
