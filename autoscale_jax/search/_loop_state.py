@@ -20,6 +20,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from autoscale_jax.search.halving import _broadcast as broadcast
+from autoscale_jax.search.halving import _finite_tree as finite_tree
+from autoscale_jax.search.halving import _take as take
 from autoscale_jax.search.halving import halving_counts
 from autoscale_jax.train import TrainState
 
@@ -105,14 +108,6 @@ def describe(segment: Segment, stages: Sequence[Any]) -> str:
     )
 
 
-def take(tree: Any, index: Any) -> Any:
-    return jax.tree.map(lambda x: x[index], tree)
-
-
-def broadcast(tree: Any, count: int) -> Any:
-    return jax.tree.map(lambda x: jnp.broadcast_to(x, (count, *jnp.shape(x))), tree)
-
-
 def pad_rows(tree: Any, rows: int) -> Any:
     """Appends copies of row 0 until the leading axis is ``rows``."""
 
@@ -123,12 +118,6 @@ def pad_rows(tree: Any, rows: int) -> Any:
         return jnp.concatenate([x, jnp.broadcast_to(x[:1], (extra, *x.shape[1:]))])
 
     return jax.tree.map(pad, tree)
-
-
-def finite_tree(tree: Any) -> jax.Array:
-    """True when every floating leaf of ``tree`` (one candidate) is finite."""
-    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
 def skip_unless(valid: jax.Array, update: Callable[[Any], Any], carry: Any) -> Any:
