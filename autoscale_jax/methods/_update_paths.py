@@ -96,6 +96,7 @@ def stacked_gradient_method(
     fast_path: base.FastPath | None = None,
     gramian_path: base.GramianPath | None = None,
     handles_task_mask: bool = False,
+    validate_state: Callable[[Any], Any] | None = None,
 ) -> base.MultiTaskTransformation:
     """The general base: checks the call, then ``aggregate`` combines the stacked gradients.
 
@@ -120,6 +121,8 @@ def stacked_gradient_method(
       gramian_path: the :class:`~autoscale_jax.base.GramianPath`, if any.
       handles_task_mask: whether ``aggregate`` and ``presummed_update`` apply
         ``extra_args["task_mask"]`` themselves.
+      validate_state: called with the state before anything else, to raise for a state this
+        transformation cannot continue (AutoScale: another configuration's checkpoint).
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation`.
@@ -140,6 +143,8 @@ def stacked_gradient_method(
         **extra_args: Any,
     ) -> tuple[Any, Any]:
         del params
+        if validate_state is not None:
+            validate_state(state)
         if presummed and presummed_update is None:
             reject_presummed(name)
         losses, key, present = checked_inputs(
@@ -181,6 +186,7 @@ def gramian_base(
     fast_path: base.FastPath | None = None,
     presummed_update: Callable[..., tuple[Any, Any]] | None = None,
     prior_weights: Callable[[Any], tuple[jax.Array, jax.Array]] | None = None,
+    validate_state: Callable[[Any], Any] | None = None,
 ) -> base.MultiTaskTransformation:
     """The update paths of a method whose weights are a state transition on the Gramian.
 
@@ -208,6 +214,7 @@ def gramian_base(
       fast_path: the :class:`~autoscale_jax.base.FastPath`, if any.
       presummed_update: the steps the fast path serves, if any.
       prior_weights: the :class:`~autoscale_jax.base.GramianPath`'s ``prior_weights``.
+      validate_state: as for :func:`stacked_gradient_method`, on every path.
     """
 
     def aggregate(task_grads: Any, state: Any, losses: Any, key: Any, extra: dict) -> tuple:
@@ -228,6 +235,8 @@ def gramian_base(
     def weights_from_gramian(
         state: Any, observed: Any, task_losses: Any, key: Any, task_mask: Any
     ) -> tuple[jax.Array, Any]:
+        if validate_state is not None:
+            validate_state(state)
         losses, key, present = checked_inputs(
             name,
             num_tasks,
@@ -253,4 +262,5 @@ def gramian_base(
         fast_path=fast_path,
         gramian_path=gramian_path,
         handles_task_mask=True,
+        validate_state=validate_state,
     )

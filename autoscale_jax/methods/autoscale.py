@@ -208,4 +208,5 @@ def autoscale(
         fast_path=base.FastPath(needs_task_gradients=in_phase_one, weights=fast_path_weights),
         presummed_update=presummed_update,
         prior_weights=prior_weights,
+        validate_state=check_config,  # a checkpoint of another configuration: raise first
     )
