@@ -4,7 +4,8 @@ Each layer imports only the layers below it (``benchmarks/import_floors.py`` che
 
 1. :mod:`.datasets`: the data, one private module per source, and each benchmark defined once,
    beside its loader (:class:`~.datasets.BenchmarkDefinition`: dataset options, model, learning
-   rate, what it shows); :mod:`.toy`: the analytic two-objective problem of the method tests.
+   rate, what it shows); :mod:`.datasets.toy`: the analytic two-objective problem of the
+   method tests.
 2. :mod:`.running`: one run of one method. :mod:`~.running.recipe` (Adam and its schedule),
    :mod:`~.running.models` (the networks), :mod:`~.running.benchmark` (a loaded benchmark and
    the cache its runs share), :mod:`~.running.method_config` (the rows a suite runs),
@@ -25,7 +26,7 @@ Each layer imports only the layers below it (``benchmarks/import_floors.py`` che
 
 The modules of the earlier flat layout (``autoscale_jax.bench.grid``, ``.trainer``,
 ``.training``, ...) moved into these layers (CHANGELOG); ``from autoscale_jax.bench import grid``
-still finds the moved module.
+still finds the moved module (``toy`` is ``datasets.toy``).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ _MOVED = {
     },
     "plots": "reporting.plots",
     "report": "reporting.report",
+    "toy": "datasets.toy",
 }
 
 

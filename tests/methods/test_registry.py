@@ -12,7 +12,7 @@ from method_checks import build_registered as build
 from method_checks import extra_inputs, task_data
 
 import autoscale_jax as asj
-from autoscale_jax.bench import toy
+from autoscale_jax.bench.datasets import toy
 
 INFOS = [asj.methods.info(name) for name in asj.methods.available()]
 WITH_WEIGHTS = [i.name for i in INFOS if i.weight_convention != "none"]

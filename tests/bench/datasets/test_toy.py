@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from autoscale_jax.bench import toy
+from autoscale_jax.bench.datasets import toy
 
 # Points away from the kinks of |.|, max(., LOWER) and the switch at x2 = 0.
 POINTS = [
