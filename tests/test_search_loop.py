@@ -176,6 +176,23 @@ def test_progress_reports_every_chunk_in_order():
     assert calls[0][2].startswith("phase 1") and "5 candidates" in calls[1][2]
 
 
+def test_progress_true_shows_a_tqdm_bar(capsys):
+    pytest.importorskip("tqdm", reason="tqdm is not installed")
+    loss_fn, params, batch, score = problem()
+    ws = search.WeightSearch(
+        loss_fn,
+        optax.adam(1e-2),
+        score,
+        num_tasks=3,
+        progress=True,
+        **{k: v for k, v in OPTIONS.items() if k != "progress"},
+    )
+    assert "weight search" not in capsys.readouterr().err  # no bar before the run
+    ws.run(ws.init(params), batch, max_chunks=2)
+    err = capsys.readouterr().err
+    assert "weight search" in err and "7/14" in err and "5 candidates" in err
+
+
 def test_resume_from_a_checkpoint_is_exact(found, tmp_path):
     ocp = pytest.importorskip("orbax.checkpoint", reason="orbax-checkpoint is not installed")
     loss_fn, params, batch, score = problem()

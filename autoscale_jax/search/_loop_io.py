@@ -86,7 +86,7 @@ class Progress:
     is a terminal, ``True`` wherever tqdm is installed), a callable ``fn(step, total, text)``,
     or nothing (``False``, or ``None`` elsewhere)."""
 
-    def __init__(self, progress: Any, total: int) -> None:
+    def __init__(self, progress: Any, total: int, start: int = 0, show: bool = True) -> None:
         self._fn: Callable[[int, int, str], Any] | None = None
         self._bar: Any = None
         self._total = total
@@ -100,8 +100,8 @@ class Progress:
                         "progress(step, total, text) or progress=False instead."
                     ) from None
                 return
-            if progress is True or sys.stderr.isatty():
-                self._bar = tqdm(total=total, desc="weight search", unit="step")
+            if show and (progress is True or sys.stderr.isatty()):
+                self._bar = tqdm(total=total, initial=start, desc="weight search", unit="step")
         elif callable(progress):
             self._fn = progress
         elif progress is not False:

@@ -155,7 +155,7 @@ class WeightSearch:
         )
         self._mesh = _loop_io.mesh_of(devices, sequential)
         self._progress = progress
-        _loop_io.Progress(progress, 0).close()  # checks the option now
+        _loop_io.Progress(progress, 0, show=False)  # checks the option now
         self._loss_fn, self._score_fn, self._task_counts = loss_fn, score_fn, task_counts
         self._train = _asj.multitask_train_step(
             loss_fn, weighting, optimizer, task_counts=task_counts
@@ -260,7 +260,7 @@ class WeightSearch:
                 self.num_tasks,
                 self._task_counts,
             )
-        bar, chunks = _loop_io.Progress(self._progress, self.total_steps), 0
+        bar, chunks = _loop_io.Progress(self._progress, self.total_steps, step), 0
         try:
             while step < self.total_steps and (max_chunks is None or chunks < max_chunks):
                 seg = self._segment(step)
