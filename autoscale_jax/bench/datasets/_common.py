@@ -232,6 +232,8 @@ class BenchmarkDefinition(NamedTuple):
       model_options: keyword arguments of ``models.build_model``.
       learning_rate: Adam's learning rate in the default recipe.
       note: what the benchmark shows (printed with its results).
+      grid_max_ratio: the largest weight ratio of its LS grid (``grid.ls_weight_grid``): wide
+        enough for the spread of its loss scales.
     """
 
     name: str
@@ -240,3 +242,4 @@ class BenchmarkDefinition(NamedTuple):
     model_options: Mapping[str, Any]
     learning_rate: float
     note: str
+    grid_max_ratio: float = 1000.0

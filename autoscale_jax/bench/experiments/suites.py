@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from autoscale_jax.bench import datasets
 from autoscale_jax.bench.running.method_config import GRID_CONTROLS
 from autoscale_jax.bench.running.recipe import DEFAULT_RECIPE, Recipe
 
@@ -43,12 +44,17 @@ __all__ = ["ALWAYS_RUN", "FAIR_METHODS", "SUITES", "BenchmarkSpec", "Suite", "fi
 class BenchmarkSpec:
     """One benchmark of a suite, with its recipe and evaluation budget.
 
+    Raises:
+      ValueError: for a name that no loader defines (``datasets.BENCHMARKS``).
+
     Attributes:
       name: a :func:`benchmark.load_benchmark` name.
       dataset_options, model_options: overrides of the loader's and the model's defaults.
       recipe: how every run trains (Adam, schedule, steps, batch size).
       eval_every: steps between validation scores (checkpoint selection).
-      grid_max_ratio: largest weight ratio of the LS grid (see ``grid.ls_weight_grid``).
+      grid_max_ratio: largest weight ratio of the LS grid (see ``grid.ls_weight_grid``);
+        ``None`` (the default) takes the benchmark's own
+        (:attr:`~autoscale_jax.bench.datasets.BenchmarkDefinition.grid_max_ratio`).
       grid_size: points of this benchmark's LS grid (None: the suite's).
       methods: row labels to run on this benchmark (None: the suite's).
     """
@@ -58,9 +64,19 @@ class BenchmarkSpec:
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     recipe: Recipe = DEFAULT_RECIPE
     eval_every: int = 100
-    grid_max_ratio: float = 1000.0
+    grid_max_ratio: float = None  # type: ignore[assignment]  # filled in: always a float
     grid_size: int | None = None
     methods: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in datasets.BENCHMARKS:
+            raise ValueError(
+                f"BenchmarkSpec.name: unknown benchmark {self.name!r}; available: "
+                f"{tuple(datasets.BENCHMARKS)}."
+            )
+        if self.grid_max_ratio is None:
+            ratio = datasets.BENCHMARKS[self.name].grid_max_ratio
+            object.__setattr__(self, "grid_max_ratio", ratio)  # frozen: set once, here
 
     @property
     def steps(self) -> int:
@@ -137,10 +153,11 @@ FAIR_METHODS = (
     "upgrad",
 )
 # Real data (issue 16). ChemML RI on raw targets needs ratios up to ~10^6 between its three
-# MSEs (their variances), so its random weightings span that range; 30 tasks (MoleculeACE):
+# MSEs (its definition's grid_max_ratio), so its random weightings span that range; 30 tasks
+# (MoleculeACE):
 # a random search of 24 weightings, EW included (no grid spans K = 30).
 _REAL = (
-    BenchmarkSpec("chemml_ri", {}, {}, _recipe(3000), eval_every=250, grid_max_ratio=1e6),
+    BenchmarkSpec("chemml_ri", {}, {}, _recipe(3000), eval_every=250),
     BenchmarkSpec("chemml_ri_standardised", {}, {}, _recipe(1600), eval_every=200),
     BenchmarkSpec("molecule_ace", {}, {}, _recipe(3000), eval_every=250, grid_size=24),
     BenchmarkSpec(

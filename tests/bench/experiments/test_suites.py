@@ -69,3 +69,15 @@ def test_molecule_ace_trains_its_random_search_with_label_masks():
     assert len(runs) == 3 and all(r.validation_steps == [2, 4] for r in runs)
     assert all(np.all(np.isfinite(r.train_losses)) for r in runs)
     assert all(np.isfinite(r.selection_score) for r in runs)
+
+
+def test_a_spec_takes_its_grid_ratio_from_the_benchmark_definition():
+    from autoscale_jax.bench.datasets import BENCHMARKS
+    from autoscale_jax.bench.experiments.suites import BenchmarkSpec
+
+    assert BENCHMARKS["chemml_ri"].grid_max_ratio == 1e6  # its MSEs are ~10^6 apart
+    assert BenchmarkSpec("chemml_ri").grid_max_ratio == 1e6
+    assert BenchmarkSpec("chemml_ri", grid_max_ratio=10.0).grid_max_ratio == 10.0
+    assert BenchmarkSpec("multi_mnist").grid_max_ratio == 1000.0
+    with pytest.raises(ValueError, match=r"BenchmarkSpec\.name: unknown benchmark 'mnist'"):
+        BenchmarkSpec("mnist")
