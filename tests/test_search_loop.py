@@ -269,15 +269,24 @@ runs = [t.search.find_weights(loss_fn, optax.adam(1e-2), score, params, batch, p
 diff = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b))
                     / (np.abs(np.asarray(b)) + 1e-6))), runs[1].params, runs[0].params)
 sharded = runs[1].report
+ws = t.search.WeightSearch(loss_fn, optax.adam(1e-2), score, num_tasks=3, progress=False,
+                           devices=jax.devices(), **{{k: v for k, v in t.OPTIONS.items()}})
+paused = ws.run(ws.init(params), batch, max_chunks=2)  # 5 live rows padded to 8, sharded
+restored = jax.device_put(jax.device_get(paused), jax.devices()[0])  # as a restore gives it
+resumed = ws.result(ws.run(restored, batch))
+same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(resumed.params),
+                                                 jax.tree.leaves(runs[1].params)))
 print(json.dumps({{"devices": len(jax.devices()), "diff": max(jax.tree.leaves(diff)),
     "weights": np.asarray(runs[1].weights).tolist(), "one": np.asarray(runs[0].weights).tolist(),
     "survivors": [s.survivor for s in sharded.stages],
-    "one_survivors": [s.survivor for s in runs[0].report.stages]}}))
+    "one_survivors": [s.survivor for s in runs[0].report.stages],
+    "rows": int(paused.ids.shape[0]), "resumed_exact": bool(same)}}))
 """
 
 
 def test_eight_devices_equal_one_device():
-    """Live counts 5, 3 and 4 are padded to 8 rows on 8 host devices; same search."""
+    """Live counts 5, 3 and 4 are padded to 8 rows on 8 host devices; same search; a state
+    paused there and put back on one device resumes to the same result exactly."""
     tests = str(Path(__file__).resolve().parent)
     env = dict(
         os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
@@ -295,6 +304,7 @@ def test_eight_devices_equal_one_device():
     assert out["survivors"] == out["one_survivors"]
     np.testing.assert_allclose(out["weights"], out["one"], rtol=1e-5)
     assert out["diff"] < 1e-5
+    assert out["rows"] == 8 and out["resumed_exact"]
 
 
 def test_partial_labels_absent_tasks_get_weight_zero():

@@ -252,6 +252,7 @@ class WeightSearch:
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable: callback(state), got {callback!r}.")
         source = _loop_io.Batches(batches, step)
+        state = self._placed(state, int(state.ids.shape[0]))  # e.g. restored on one device
         if step < self.total_steps:
             _loop_io.check_loss(
                 self._loss_fn,
