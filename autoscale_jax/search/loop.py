@@ -32,8 +32,7 @@ results are discarded. ``sequential=True`` trains the candidates one after anoth
 
 Cost: ``K T1`` gradient evaluations in phase 1, ``Σ_s search_cost(C_s, rungs_s, keep_s)`` in the
 stages (``report.gradient_evaluations``); with the survivor trained to ``T``,
-``report.relative_cost`` is the run's price in equal-weight runs (1.75x / 1.93x for K = 2 / 3
-at the bench's 800 steps).
+``report.relative_cost`` is the run's price in equal-weight runs (bench: 1.75x K=2, 1.93x K=3).
 
 Example:
   >>> score_fn = lambda p: -jnp.sum(loss_fn(p, batches[-1]))        # higher is better
