@@ -74,7 +74,12 @@ from autoscale_jax.bench.experiments.suites import (
 from autoscale_jax.bench.reporting import plots
 from autoscale_jax.bench.reporting.report import results_markdown, study_markdown
 from autoscale_jax.bench.running.benchmark import load_benchmark
-from autoscale_jax.bench.running.method_config import GRID_CONTROLS, MethodConfig, default_methods
+from autoscale_jax.bench.running.method_config import (
+    GRID_CONTROLS,
+    OPT_IN_ROWS,
+    MethodConfig,
+    default_methods,
+)
 from autoscale_jax.bench.running.run_store import RunStore, RunStoreError
 from autoscale_jax.bench.running.seeds import ProgressFn
 from autoscale_jax.bench.running.serialization import write_json
@@ -103,13 +108,14 @@ def _select_methods(
     configs: list[MethodConfig], wanted: Sequence[str] | None, benchmark: str
 ) -> tuple[list[MethodConfig], bool, tuple[str, ...]]:
     """Keeps the wanted labels (EW always); returns ``(configs, run the LS grid?, the grid's
-    control rows)``; every row when ``wanted`` is None.
+    control rows)``; every row but the opt-in ones (:data:`OPT_IN_ROWS`) when ``wanted`` is
+    None.
 
     A wanted label that is not defined for this benchmark's number of tasks (the robust
     aggregators on two tasks) is left out with one line on stderr.
     """
     if wanted is None:
-        return configs, True, GRID_CONTROLS
+        return [c for c in configs if c.label not in OPT_IN_ROWS], True, GRID_CONTROLS
     absent = sorted(set(wanted) - {c.label for c in configs} - {"ls_grid", *GRID_CONTROLS})
     if absent:
         _stderr_line(f"[autoscale-jax] {benchmark}: {absent} not defined for its tasks; left out")

@@ -3,7 +3,7 @@
 Example:
   >>> config = MethodConfig("autoscale_gms", "autoscale", {"estimation_steps": 50})
   >>> [c.label for c in default_methods(2, 800)][:5]
-  ['ew', 'autoscale_gms', 'autoscale_cond', 'autoscale_loss', 'autoscale_search']
+  ['ew', 'autoscale_gms', 'autoscale_cond', 'autoscale_loss', 'autoscale_gms_no_restart']
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ __all__ = [
     "GRID_ON_SEARCH",
     "GRID_RESTART",
     "LAST_SHARED_LAYER",
+    "NO_RESTART",
+    "OPT_IN_ROWS",
     "RESTART",
     "SEARCH_METHOD",
     "MethodConfig",
@@ -35,6 +37,10 @@ LAST_SHARED_LAYER = "last_shared_layer"
 # An AutoScale row's option, taken by the trainer (not the method's): restart the optimizer's
 # moments when phase 1 ends (True, the library's default) or carry phase 1's over (False).
 RESTART = "restart"
+# The comparison rows without that restart (autoscale_gms_no_restart, ...): opt-in rows, run
+# only where a suite or --methods names them (OPT_IN_ROWS).
+NO_RESTART = "_no_restart"
+OPT_IN_ROWS = frozenset(f"autoscale_{guide}{NO_RESTART}" for guide in ("gms", "cond", "loss"))
 # Not a registry method: AutoScale's phase 1, then a validation-guided search
 # (autoscale_jax.search), run by autoscale_jax.bench.running.search_run.
 SEARCH_METHOD = "autoscale_search"
@@ -161,6 +167,10 @@ def default_methods(
             RESTART: True,  # explicit: runs saved before the restart existed are stale
         }
         configs.append(MethodConfig(f"autoscale_{guide}", "autoscale", options))
+    configs += [
+        MethodConfig(f"{c.label}{NO_RESTART}", c.name, {**c.options, RESTART: False})
+        for c in configs[1:]
+    ]
     configs.append(
         MethodConfig(
             SEARCH_METHOD,

@@ -16,16 +16,19 @@ from autoscale_jax.bench.running.method_config import (
 def test_default_methods_cover_the_registry_and_size_phase_one():
     configs = default_methods(3, 1000)
     labels = [c.label for c in configs]
-    assert labels[:6] == [
+    assert labels[:9] == [
         "ew",
         "autoscale_gms",
         "autoscale_cond",
         "autoscale_loss",
+        "autoscale_gms_no_restart",  # opt-in comparison rows (OPT_IN_ROWS)
+        "autoscale_cond_no_restart",
+        "autoscale_loss_no_restart",
         "autoscale_search",
         "gradient_norm_scaling",
     ]
     assert len(set(labels)) == len(labels)
-    for config in configs[1:5]:
+    for config in configs[1:8]:
         assert config.options["estimation_steps"] == 50  # 5 % of 1000
         assert config.options["metric_mask"] == "shared"
     assert default_methods(2, 100)[1].options["estimation_steps"] == 10  # >= one window
