@@ -59,6 +59,7 @@ __all__ = [
     "Proposal",
     "aggregation_mask",
     "all_finite",
+    "as_rule",
     "check_heads",
     "gramian_base",
     "gramian_method",
@@ -113,6 +114,18 @@ class GramianMethodState(NamedTuple):
 
 # rule(G, losses or None, key or None, memory) -> Proposal
 GramianRule = Callable[[jax.Array, Any, Any, Any], Proposal]
+
+
+def as_rule(solve: Callable[[jax.Array, jax.Array | None], Any]) -> GramianRule:
+    """A :func:`gramian_method` rule from a stateless solver ``(G, losses) -> SolverResult``
+    (:mod:`~autoscale_jax.methods._solvers`) whose solution is the [K] weights."""
+
+    def rule(G: jax.Array, losses: Any, key: Any, memory: Any) -> Proposal:
+        del key
+        result = solve(G, losses)
+        return Proposal(result.solution, memory, result.iterations, result.converged)
+
+    return rule
 
 
 def keep_if_finite(new: Any, previous: Any, finite: jax.Array) -> Any:

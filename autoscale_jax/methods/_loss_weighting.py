@@ -9,15 +9,20 @@ present tasks before the rule sees it (its own, a placeholder such as 0, never d
 weight is set to 0; the present tasks keep the weights the rule gives them. With no task
 present every weight is 0 and the method's state is left as it was. A method that tracks
 losses over time (FAMO) receives the mask and leaves an absent task's history alone.
+
+Also here, what several loss-space methods share: the log-loss weights ``1 / L_k`` (the
+scale-invariant loss, FAMO, STCH, DB-MTL), the preference check (COSMOS, PBI) and the
+learned log-scales of uncertainty weighting and IMTL-L (one method under ``s → -s``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods._bases import (
@@ -27,10 +32,38 @@ from autoscale_jax.methods._bases import (
     stacked_gradient_method,
 )
 from autoscale_jax.methods._partial_labels import masked, stand_in_losses
+from autoscale_jax.methods._scale_parameters import descend, scale_optimizer
 
 # step(state, losses, key[, present]) -> (weights, next state); losses float32 [K], key checked
 # or None, present the partial-label mask when the method takes it
 LossStep = Callable[..., tuple[jax.Array, Any]]
+
+# Default floor on a loss before it is inverted: the ε of ``log(L + ε)`` in LibMTL / FAMO.
+LOG_LOSS_EPS = 1e-8
+
+
+def log_loss_weights(losses: jax.Array, eps: float = LOG_LOSS_EPS) -> jax.Array:
+    """``1 / (max(L_k, 0) + ε)``: the factor ``∇ log(L_k + ε) = ∇L_k / (L_k + ε)`` applies.
+
+    Non-positive losses are clamped to 0 (weight ``1/ε``) so the result is always defined;
+    non-finite losses give non-finite weights for the caller to handle.
+    """
+    losses = metrics.at_least_float32(losses)
+    return 1.0 / (jnp.maximum(losses, 0.0) + eps)
+
+
+def check_preference(preference: Any, num_tasks: int) -> np.ndarray:
+    """A finite, non-negative, nonzero [K] preference vector as float32 (default uniform)."""
+    if preference is None:
+        return np.full((num_tasks,), 1.0 / num_tasks, np.float32)
+    values = np.asarray(preference, np.float32)
+    if values.shape != (num_tasks,):
+        raise ValueError(f"preference must have shape ({num_tasks},), got {values.shape}.")
+    if not np.all(np.isfinite(values)) or np.any(values < 0) or not np.any(values > 0):
+        raise ValueError(
+            f"preference must be finite, non-negative and nonzero, got {preference!r}."
+        )
+    return values
 
 
 def loss_weighting(
@@ -114,3 +147,56 @@ def loss_weighting(
         ),
         handles_task_mask=True,
     )
+
+
+class LearnedScaleState(NamedTuple):
+    """State of :func:`uncertainty_weighting` and :func:`~autoscale_jax.methods.imtl_l.imtl_l`.
+
+    Attributes:
+      task_weights: [K] weights applied at the latest step.
+      log_scales: [K] the learnable ``s_k`` the next step uses (UW: ``s_k = log σ_k²``, weights
+        ``exp(-s_k)``; IMTL-L: weights ``exp(s_k)``).
+      optimizer_state: state of the internal optimizer of ``s``.
+    """
+
+    task_weights: jax.Array
+    log_scales: jax.Array
+    optimizer_state: Any
+
+
+def learned_log_scale_weighting(
+    num_tasks: int,
+    *,
+    sign: float,
+    learning_rate: Any,
+    optimizer: str,
+    initial_log_scale: float,
+    name: str,
+) -> base.MultiTaskTransformation:
+    """Weights ``exp(sign · s_k)`` with ``s`` trained on ``Σ_k exp(sign · s_k) L_k - sign · s_k``.
+
+    The gradient of that loss in ``s_k`` is ``sign · (exp(sign · s_k) L_k - 1)``: zero at
+    ``s_k = -sign · log L_k``, where every weighted loss equals 1. ``sign = -1`` is uncertainty
+    weighting, ``sign = +1`` IMTL-L; the two are the same method under ``s → -s``.
+    """
+    tx = scale_optimizer(optimizer, learning_rate)
+
+    def init_state() -> LearnedScaleState:
+        log_scales = jnp.full((num_tasks,), initial_log_scale, jnp.float32)
+        return LearnedScaleState(
+            task_weights=jnp.exp(sign * log_scales),
+            log_scales=log_scales,
+            optimizer_state=tx.init(log_scales),
+        )
+
+    def step(state: LearnedScaleState, losses: jax.Array, key: Any) -> tuple:
+        del key
+        weights = jnp.exp(sign * state.log_scales)
+        # d/ds_k of exp(sign s_k) L_k - sign s_k: the scale's own gradient, losses held fixed.
+        scale_gradient = sign * (weights * losses - 1.0)
+        log_scales, optimizer_state = descend(
+            tx, state.log_scales, scale_gradient, state.optimizer_state
+        )
+        return weights, LearnedScaleState(weights, log_scales, optimizer_state)
+
+    return loss_weighting(num_tasks, name, init_state, step)

@@ -1,13 +1,20 @@
 """The method registry: every method's factory and what a caller must know about it.
 
-Tests, the benchmark runner and the step-time benchmarks read this table instead of keeping
-their own lists of names.
+Each public module of :mod:`autoscale_jax.methods` is a method and declares its own entry,
+``INFO = MethodInfo(...)``, below its factory (a tuple of entries where one module holds more
+than one method: ``fixed_weights.py`` also holds ``equal_weights``). :func:`collect` imports
+every public module of the package and builds the registry from those entries, so adding a
+method edits no list. Tests, the benchmark runner and the step-time benchmarks read the
+registry instead of keeping their own lists of names.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from collections.abc import Callable
+import pkgutil
+from collections.abc import Callable, Iterable
+from types import ModuleType
 from typing import Any, NamedTuple
 
 from autoscale_jax.base import MultiTaskTransformation
@@ -97,6 +104,84 @@ def check_info(info: MethodInfo) -> MethodInfo:
     return info._replace(
         takes_heads="heads" in parameters, estimation_phase="estimation_steps" in parameters
     )
+
+
+def declared(module: ModuleType) -> tuple[MethodInfo, ...]:
+    """The checked entries (:func:`check_info`) a method module declares in ``INFO``.
+
+    Raises:
+      ValueError: when the module declares no ``INFO``, when none of its entries is named
+        after the module, or when an entry's factory is defined in another module.
+    """
+    module_name = module.__name__.rsplit(".", 1)[-1]
+    infos = getattr(module, "INFO", None)
+    if isinstance(infos, MethodInfo):
+        infos = (infos,)
+    if not (isinstance(infos, tuple) and infos and all(isinstance(i, MethodInfo) for i in infos)):
+        raise ValueError(
+            f"{module.__name__} declares no INFO: a public module of autoscale_jax.methods is "
+            f"a method and declares INFO = MethodInfo(name={module_name!r}, factory=..., ...) "
+            "below its factory; a helper module's name starts with '_'."
+        )
+    if module_name not in {info.name for info in infos}:
+        names = ", ".join(repr(info.name) for info in infos)
+        raise ValueError(
+            f"{module.__name__}: INFO names {names}, none the module's name {module_name!r}: "
+            "the registry name of a method equals its module's name."
+        )
+    for info in infos:
+        defined_in = getattr(info.factory, "__module__", None)
+        if defined_in != module.__name__:
+            raise ValueError(
+                f"{info.name}: its factory is defined in {defined_in}, not in "
+                f"{module.__name__}: a method module declares only the methods it defines "
+                "(shared code lives in a private module)."
+            )
+    return tuple(check_info(info) for info in infos)
+
+
+def collect(package: str, path: Iterable[str]) -> dict[str, MethodInfo]:
+    """The registry: imports every public module of ``package`` (found on ``path`` by
+    :func:`pkgutil.iter_modules`, names not starting with ``_``) in name order and reads its
+    entries (:func:`declared`).
+
+    Raises:
+      ValueError: for a module without a valid ``INFO`` or a name declared twice.
+    """
+    registry: dict[str, MethodInfo] = {}
+    for found in sorted(pkgutil.iter_modules(path), key=lambda found: found.name):
+        if found.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{package}.{found.name}")
+        for info in declared(module):
+            if info.name in registry:
+                raise ValueError(
+                    f"method {info.name!r} is declared twice: in "
+                    f"{registry[info.name].factory.__module__} and {module.__name__}."
+                )
+            registry[info.name] = info
+    return registry
+
+
+def factories(registry: dict[str, MethodInfo], reserved: Iterable[str]) -> dict[str, Callable]:
+    """Each method's factory under its own name (``pcgrad``, ``dynamic_weight_average``), the
+    names :mod:`autoscale_jax.methods` exports.
+
+    Raises:
+      ValueError: when a factory's name is one of ``reserved`` (the package's other names) or
+        another method's factory's.
+    """
+    named: dict[str, Callable] = {}
+    taken = set(reserved)
+    for info in registry.values():
+        name = info.factory.__name__
+        if name in taken or name in named:
+            raise ValueError(
+                f"{info.name}: its factory's name {name!r} is already taken in "
+                "autoscale_jax.methods: rename the factory."
+            )
+        named[name] = info.factory
+    return named
 
 
 def build(info: MethodInfo, num_tasks: int, **kwargs: Any) -> MultiTaskTransformation:

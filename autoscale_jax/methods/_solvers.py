@@ -15,8 +15,9 @@ convergence flag; none falls back silently to another answer.
 - :func:`~autoscale_jax.methods._power_balance.power_balance` (its own module): ``(G w)_k =
   w_k^{-p}``, ``w > 0`` by damped Newton (Nash-MTL for ``p = 1``, FairGrad for ``p = 1/α``).
 
-:func:`as_rule` turns a solver into a rule of :func:`~autoscale_jax.methods._bases.gramian_method`
-(MGDA, CAGrad, UPGrad, FairGrad, EDM, Nash-MTL).
+:func:`~autoscale_jax.methods._bases.as_rule` turns a solver into a rule of
+:func:`~autoscale_jax.methods._bases.gramian_method` (MGDA, CAGrad, UPGrad, FairGrad, EDM,
+Nash-MTL). This module imports no other module of the package but ``metrics``.
 
 References:
   Lawson & Hanson, Solving Least Squares Problems, 1974 (ch. 23, NNLS).
@@ -25,14 +26,12 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from autoscale_jax import metrics
-from autoscale_jax.methods import _bases
 
 # Norms below this fraction of the largest task norm count as a zero gradient.
 ZERO_NORM_FRACTION = 1e-12
@@ -278,15 +277,3 @@ def unit_cosine_matrix(G: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     cosines = jnp.where(both, G / (safe_norms[:, None] * safe_norms[None, :]), 0.0)
     eye = jnp.eye(G.shape[0], dtype=G.dtype)
     return jnp.where(eye > 0, 1.0, cosines), norms, nonzero
-
-
-def as_rule(solve: Callable[[jax.Array, jax.Array | None], SolverResult]) -> _bases.GramianRule:
-    """A :func:`~autoscale_jax.methods._bases.gramian_method` rule from a stateless solver
-    ``(G, losses) -> SolverResult`` whose solution is the [K] weights."""
-
-    def rule(G: jax.Array, losses: Any, key: Any, memory: Any) -> _bases.Proposal:
-        del key
-        result = solve(G, losses)
-        return _bases.Proposal(result.solution, memory, result.iterations, result.converged)
-
-    return rule

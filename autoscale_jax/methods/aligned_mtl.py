@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _projections as projections
+from autoscale_jax.methods._registry import MethodInfo
 
 SCALES = ("min", "median", "rmse")
 
@@ -166,3 +167,19 @@ def aligned_mtl(
         heads=heads,
         init_memory=jnp.zeros((), jnp.int32),
     )
+
+
+INFO = MethodInfo(
+    name="aligned_mtl",
+    factory=aligned_mtl,
+    family="gramian",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=False,
+    weight_convention="unnormalised",
+    constructor="num_tasks",
+    reference=(
+        "Senushkin et al, Independent Component Alignment for Multi-Task Learning, 2023 "
+        "(arXiv 2305.19000)"
+    ),
+)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
+from autoscale_jax.methods._registry import MethodInfo
 from autoscale_jax.methods._scale_parameters import check_positive, descend, scale_optimizer
 
 
@@ -201,3 +202,20 @@ def auto_lambda(
         )
 
     return _bases.stacked_gradient_method(num_tasks, "auto_lambda", init_state, aggregate)
+
+
+INFO = MethodInfo(
+    name="auto_lambda",
+    factory=auto_lambda,
+    family="elementwise",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=False,
+    weight_convention="unnormalised",
+    constructor="num_tasks",
+    reference=(
+        "Liu, James, Davison & Johns, Auto-Lambda: Disentangling Dynamic Task Relationships, "
+        "TMLR 2022 (arXiv 2202.03091)"
+    ),
+    extra_inputs=("validation_grads",),
+)

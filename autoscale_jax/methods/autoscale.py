@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from autoscale_jax import _autoscale_state, _packing, base, checks, estimator, metrics, weighting
 from autoscale_jax._autoscale_state import AutoScaleState
 from autoscale_jax.methods._partial_labels import masked
+from autoscale_jax.methods._registry import MethodInfo
 from autoscale_jax.methods._update_paths import Sample, gramian_base
 
 __all__ = ["AutoScaleState", "autoscale"]
@@ -210,3 +211,20 @@ def autoscale(
         prior_weights=prior_weights,
         validate_state=check_config,  # a checkpoint of another configuration: raise first
     )
+
+
+INFO = MethodInfo(
+    name="autoscale",
+    factory=autoscale,
+    family="scalarization",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=True,
+    weight_convention="sum_to_k",
+    constructor="num_tasks",
+    reference=(
+        "Yang, Ikemura et al, AutoScale: Linear Scalarization Guided by Multi-Task Optimization "
+        "Metrics, 2025 (arXiv 2508.13979)"
+    ),
+    kind="guided",
+)

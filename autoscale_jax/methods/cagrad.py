@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _solvers as solvers
+from autoscale_jax.methods._registry import MethodInfo
 
 RESCALINGS = (None, "1+c^2", "1+c")
 
@@ -227,5 +228,21 @@ def cagrad(
         )
 
     return _bases.gramian_method(
-        num_tasks, "cagrad", solvers.as_rule(solve), metric_mask=metric_mask, heads=heads
+        num_tasks, "cagrad", _bases.as_rule(solve), metric_mask=metric_mask, heads=heads
     )
+
+
+INFO = MethodInfo(
+    name="cagrad",
+    factory=cagrad,
+    family="gramian",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=False,
+    weight_convention="unnormalised",
+    constructor="num_tasks",
+    reference=(
+        "Liu et al, Conflict-Averse Gradient Descent for Multi-task Learning, 2021 "
+        "(arXiv 2110.14048)"
+    ),
+)

@@ -17,6 +17,7 @@ from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _projections as projections
 from autoscale_jax.methods import _solvers as solvers
+from autoscale_jax.methods._registry import MethodInfo
 
 # Small K-space products at full float32 precision (no TF32 / bf16 passes on accelerators).
 _dot = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
@@ -141,3 +142,19 @@ def config(
         return _bases.Proposal(config_weights(G, preferences, rtol), memory)
 
     return _bases.gramian_method(num_tasks, "config", rule, metric_mask=metric_mask, heads=heads)
+
+
+INFO = MethodInfo(
+    name="config",
+    factory=config,
+    family="gramian",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=False,
+    weight_convention="unnormalised",
+    constructor="num_tasks",
+    reference=(
+        "Liu, Chu & Thuerey, ConFIG: Towards Conflict-free Training of Physics Informed Neural "
+        "Networks, 2024 (arXiv 2408.11104)"
+    ),
+)

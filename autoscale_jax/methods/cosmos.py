@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from autoscale_jax import base, checks
-from autoscale_jax.methods._loss_weighting import loss_weighting
+from autoscale_jax.methods._loss_weighting import check_preference, loss_weighting
+from autoscale_jax.methods._registry import MethodInfo
 
 # Below this loss norm the cosine is undefined; its term is dropped (w = r).
 LOSS_NORM_EPS = 1e-12
@@ -30,20 +31,6 @@ class CosmosState(NamedTuple):
 
     task_weights: jax.Array
     preference: jax.Array
-
-
-def check_preference(preference: Any, num_tasks: int) -> np.ndarray:
-    """A finite, non-negative, nonzero [K] preference vector as float32 (default uniform)."""
-    if preference is None:
-        return np.full((num_tasks,), 1.0 / num_tasks, np.float32)
-    values = np.asarray(preference, np.float32)
-    if values.shape != (num_tasks,):
-        raise ValueError(f"preference must have shape ({num_tasks},), got {values.shape}.")
-    if not np.all(np.isfinite(values)) or np.any(values < 0) or not np.any(values > 0):
-        raise ValueError(
-            f"preference must be finite, non-negative and nonzero, got {preference!r}."
-        )
-    return values
 
 
 def cosmos_preference(key: jax.Array, num_tasks: int, concentration: Any = 1.2) -> jax.Array:
@@ -153,3 +140,19 @@ def cosmos(
         return weights, CosmosState(task_weights=weights, preference=r)
 
     return loss_weighting(num_tasks, "cosmos", init_state, step, needs_key=sample_preferences)
+
+
+INFO = MethodInfo(
+    name="cosmos",
+    factory=cosmos,
+    family="loss",
+    needs_task_gradients=False,
+    needs_key=False,
+    needs_losses=True,
+    weight_convention="unnormalised",
+    constructor="num_tasks",
+    reference=(
+        "Ruchte & Grabocka, Scalable Pareto Front Approximation for Deep Multi-Objective "
+        "Learning, 2021 (arXiv 2103.13392)"
+    ),
+)

@@ -15,6 +15,7 @@ import numpy as np
 
 from autoscale_jax import base, checks
 from autoscale_jax.methods import _bases, _partial_labels
+from autoscale_jax.methods._registry import MethodInfo
 
 
 class CRMOGMState(NamedTuple):
@@ -208,3 +209,19 @@ def cr_mogm(
             takes_task_mask=True,
         )
     return base.multitask_transformation(init_fn, update_fn, fast_path)
+
+
+INFO = MethodInfo(
+    name="cr_mogm",
+    factory=cr_mogm,
+    family="wrapper",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=False,
+    weight_convention="inherited",
+    constructor="method",
+    reference=(
+        "Zhou et al, On the Convergence of Stochastic Multi-Objective Gradient Manipulation and "
+        "Beyond, NeurIPS 2022 (OpenReview ScwfQ7hdwyP; no arXiv id found)"
+    ),
+)

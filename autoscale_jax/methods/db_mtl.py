@@ -13,8 +13,9 @@ import jax.numpy as jnp
 
 from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
+from autoscale_jax.methods._loss_weighting import LOG_LOSS_EPS, log_loss_weights
+from autoscale_jax.methods._registry import MethodInfo
 from autoscale_jax.methods._scale_parameters import check_positive
-from autoscale_jax.methods.scale_invariant import LOG_LOSS_EPS, log_loss_weights
 
 
 class DBMTLState(NamedTuple):
@@ -147,3 +148,16 @@ def db_mtl(
     return _bases.stacked_gradient_method(
         num_tasks, "db_mtl", init_state, aggregate, losses_required=True
     )
+
+
+INFO = MethodInfo(
+    name="db_mtl",
+    factory=db_mtl,
+    family="elementwise",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=True,
+    weight_convention="unnormalised",
+    constructor="num_tasks",
+    reference="Lin et al, Dual-Balancing for Multi-Task Learning, 2023 (arXiv 2308.12029)",
+)

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from autoscale_jax import base, checks
 from autoscale_jax.methods._loss_weighting import loss_weighting
+from autoscale_jax.methods._registry import MethodInfo
 from autoscale_jax.methods._scale_parameters import check_positive
 
 # Floor of the older loss in the ratio L(t-1) / L(t-2), so a zero loss gives a finite ratio.
@@ -131,3 +132,16 @@ def dynamic_weight_average(
         return weights, record(state, losses)
 
     return loss_weighting(num_tasks, "dwa", init_state, step)
+
+
+INFO = MethodInfo(
+    name="dwa",
+    factory=dynamic_weight_average,
+    family="loss",
+    needs_task_gradients=False,
+    needs_key=False,
+    needs_losses=True,
+    weight_convention="sum_to_k",
+    constructor="num_tasks",
+    reference="Liu et al, End-to-End Multi-Task Learning with Attention, 2019 (arXiv 1803.10704)",
+)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from autoscale_jax import base, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _solvers as solvers
+from autoscale_jax.methods._registry import MethodInfo
 
 
 def edm_weights(
@@ -101,5 +102,21 @@ def edm(
         return edm_weights(G, max_iterations=max_iterations, tolerance=tolerance)
 
     return _bases.gramian_method(
-        num_tasks, "edm", solvers.as_rule(solve), metric_mask=metric_mask, heads=heads
+        num_tasks, "edm", _bases.as_rule(solve), metric_mask=metric_mask, heads=heads
     )
+
+
+INFO = MethodInfo(
+    name="edm",
+    factory=edm,
+    family="gramian",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=False,
+    weight_convention="sum_to_1",
+    constructor="num_tasks",
+    reference=(
+        "Katrutsa et al, Follow the bisector: a simple method for multi-objective optimization, "
+        "2020 (arXiv 2007.06937)"
+    ),
+)

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
+from autoscale_jax.methods._registry import MethodInfo
 from autoscale_jax.methods._scale_parameters import check_positive
 
 # The ε under the square root of the accumulated squared gradients (the official code's).
@@ -179,3 +180,16 @@ def excess_mtl(
         return base.weighted_sum(task_grads, applied), new_state
 
     return _bases.stacked_gradient_method(num_tasks, "excess_mtl", init_state, aggregate)
+
+
+INFO = MethodInfo(
+    name="excess_mtl",
+    factory=excess_mtl,
+    family="elementwise",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=False,
+    weight_convention="sum_to_k",
+    constructor="num_tasks",
+    reference="He et al, Robust Multi-Task Learning with Excess Risks, 2024 (arXiv 2402.02009)",
+)

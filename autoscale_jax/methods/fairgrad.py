@@ -12,6 +12,7 @@ from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _solvers as solvers
 from autoscale_jax.methods._power_balance import power_balance
+from autoscale_jax.methods._registry import MethodInfo
 
 
 def fairgrad(
@@ -79,5 +80,18 @@ def fairgrad(
         )
 
     return _bases.gramian_method(
-        num_tasks, "fairgrad", solvers.as_rule(solve), metric_mask=metric_mask, heads=heads
+        num_tasks, "fairgrad", _bases.as_rule(solve), metric_mask=metric_mask, heads=heads
     )
+
+
+INFO = MethodInfo(
+    name="fairgrad",
+    factory=fairgrad,
+    family="gramian",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=False,
+    weight_convention="unnormalised",
+    constructor="num_tasks",
+    reference="Ban & Ji, Fair Resource Allocation in Multi-Task Learning, 2024 (arXiv 2402.15638)",
+)

@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, checks, metrics
-from autoscale_jax.methods._loss_weighting import loss_weighting
+from autoscale_jax.methods._loss_weighting import LOG_LOSS_EPS, log_loss_weights, loss_weighting
+from autoscale_jax.methods._registry import MethodInfo
 from autoscale_jax.methods._scale_parameters import descend, scale_optimizer
-from autoscale_jax.methods.scale_invariant import LOG_LOSS_EPS, log_loss_weights
 
 
 class FAMOState(NamedTuple):
@@ -176,3 +176,16 @@ def famo(
         )
 
     return loss_weighting(num_tasks, "famo", init_state, step, takes_task_mask=True)
+
+
+INFO = MethodInfo(
+    name="famo",
+    factory=famo,
+    family="loss",
+    needs_task_gradients=False,
+    needs_key=False,
+    needs_losses=True,
+    weight_convention="sum_to_1",
+    constructor="num_tasks",
+    reference="Liu et al, FAMO: Fast Adaptive Multitask Optimization, 2023 (arXiv 2306.03792)",
+)

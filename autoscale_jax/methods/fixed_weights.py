@@ -15,6 +15,7 @@ import numpy as np
 
 from autoscale_jax import base, checks
 from autoscale_jax.methods._partial_labels import masked
+from autoscale_jax.methods._registry import MethodInfo
 from autoscale_jax.methods._update_paths import Sample, gramian_base
 
 __all__ = ["FixedWeightsState", "equal_weights", "fixed_weights"]
@@ -82,3 +83,31 @@ def equal_weights(num_tasks: int) -> base.MultiTaskTransformation:
       >>> tx = optax.chain(asj.equal_weights(3), optax.adam(1e-3))
     """
     return fixed_weights(jnp.ones((checks.check_num_tasks(num_tasks),), jnp.float32))
+
+
+INFO = (
+    MethodInfo(
+        name="fixed_weights",
+        factory=fixed_weights,
+        family="scalarization",
+        needs_task_gradients=False,
+        needs_key=False,
+        needs_losses=False,
+        weight_convention="as_given",
+        constructor="weights",
+        reference="linear scalarization with given weights",
+        kind="fixed",
+    ),
+    MethodInfo(
+        name="equal_weights",
+        factory=equal_weights,
+        family="scalarization",
+        needs_task_gradients=False,
+        needs_key=False,
+        needs_losses=False,
+        weight_convention="sum_to_k",
+        constructor="num_tasks",
+        reference="uniform linear scalarization (the unitary baseline)",
+        kind="fixed",
+    ),
+)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from autoscale_jax import base, checks, weighting
 from autoscale_jax.methods import _partial_labels
+from autoscale_jax.methods._registry import MethodInfo
 
 
 class FreezeState(NamedTuple):
@@ -176,3 +177,19 @@ def freeze(
 
     fast_path = base.FastPath(needs_task_gradients, fast_path_weights, takes_task_mask=True)
     return base.multitask_transformation(init_fn, update_fn, fast_path)
+
+
+INFO = MethodInfo(
+    name="freeze",
+    factory=freeze,
+    family="wrapper",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=True,
+    weight_convention="inherited",
+    constructor="method",
+    reference=(
+        "Gama & Grassi, Uniform loss vs. specialized optimization: a comparative analysis in "
+        "multi-task learning, 2025 (arXiv 2505.10347)"
+    ),
+)

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, checks, metrics
-from autoscale_jax.methods._loss_weighting import loss_weighting
+from autoscale_jax.methods._loss_weighting import LOG_LOSS_EPS, loss_weighting
+from autoscale_jax.methods._registry import MethodInfo
 from autoscale_jax.methods._scale_parameters import check_positive
-from autoscale_jax.methods.scale_invariant import LOG_LOSS_EPS
 
 
 def geometric_mean_weights(losses: jax.Array, eps: float = LOG_LOSS_EPS) -> jax.Array:
@@ -94,3 +94,19 @@ def geometric_mean(num_tasks: int, *, eps: float = LOG_LOSS_EPS) -> base.MultiTa
         return geometric_mean_weights(losses, eps), state
 
     return loss_weighting(num_tasks, "geometric_mean", init_state, step)
+
+
+INFO = MethodInfo(
+    name="geometric_mean",
+    factory=geometric_mean,
+    family="loss",
+    needs_task_gradients=False,
+    needs_key=False,
+    needs_losses=True,
+    weight_convention="unnormalised",
+    constructor="num_tasks",
+    reference=(
+        "Chennupati et al, MultiNet++: Multi-Stream Feature Aggregation and Geometric Loss "
+        "Strategy for Multi-Task Learning, 2019 (arXiv 1904.08492)"
+    ),
+)

@@ -16,6 +16,7 @@ import numpy as np
 
 from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
+from autoscale_jax.methods._registry import MethodInfo
 
 
 class GradDropState(NamedTuple):
@@ -154,3 +155,19 @@ def graddrop(
     return _bases.stacked_gradient_method(
         num_tasks, "graddrop", lambda params: GradDropState(), aggregate, needs_key=True
     )
+
+
+INFO = MethodInfo(
+    name="graddrop",
+    factory=graddrop,
+    family="elementwise",
+    needs_task_gradients=True,
+    needs_key=True,
+    needs_losses=False,
+    weight_convention="none",
+    constructor="num_tasks",
+    reference=(
+        "Chen et al, Just Pick a Sign: Optimizing Deep Multitask Models with Gradient Sign "
+        "Dropout, 2020 (arXiv 2010.06808)"
+    ),
+)

@@ -12,6 +12,7 @@ import jax
 
 from autoscale_jax import base, metrics, weighting
 from autoscale_jax.methods import _bases
+from autoscale_jax.methods._registry import MethodInfo
 
 
 def gradient_norm_scaling(
@@ -49,3 +50,17 @@ def gradient_norm_scaling(
     return _bases.gramian_method(
         num_tasks, "gradient_norm_scaling", rule, metric_mask=metric_mask, heads=heads
     )
+
+
+INFO = MethodInfo(
+    name="gradient_norm_scaling",
+    factory=gradient_norm_scaling,
+    family="gramian",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=False,
+    weight_convention="unnormalised",
+    constructor="num_tasks",
+    reference="Gradient-norm loss scaling for multi-task learning, 2025 (arXiv 2509.23915)",
+    kind="guided",
+)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from autoscale_jax import base, checks, metrics, weighting
 from autoscale_jax.methods import _bases
+from autoscale_jax.methods._registry import MethodInfo
 from autoscale_jax.methods._scale_parameters import descend, scale_optimizer
 
 # Learned weights are kept at least this large before renormalising: a step that would make a
@@ -148,3 +149,19 @@ def gradnorm(
             optimizer_state=tx.init(ones),
         ),
     )
+
+
+INFO = MethodInfo(
+    name="gradnorm",
+    factory=gradnorm,
+    family="gramian",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=True,
+    weight_convention="sum_to_k",
+    constructor="num_tasks",
+    reference=(
+        "Chen et al, GradNorm: Gradient Normalization for Adaptive Loss Balancing in Deep "
+        "Multitask Networks, 2018 (arXiv 1711.02257)"
+    ),
+)

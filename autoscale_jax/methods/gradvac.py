@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _projections as projections
+from autoscale_jax.methods._registry import MethodInfo
 
 # The correction divides by sqrt(1 - φ̂²): targets are clipped to |φ̂| <= 1 - 1e-4 inside the
 # formula (the comparison φ < φ̂ uses the unclipped target) so a target that has converged to
@@ -167,3 +168,19 @@ def gradvac(
         needs_key=True,
         init_memory=jnp.zeros((num_tasks, num_tasks), jnp.float32),
     )
+
+
+INFO = MethodInfo(
+    name="gradvac",
+    factory=gradvac,
+    family="surgery",
+    needs_task_gradients=True,
+    needs_key=True,
+    needs_losses=False,
+    weight_convention="unnormalised",
+    constructor="num_tasks",
+    reference=(
+        "Wang et al, Gradient Vaccine: Investigating and Improving Multi-task Optimization in "
+        "Massively Multilingual Models, 2021 (arXiv 2010.05874)"
+    ),
+)

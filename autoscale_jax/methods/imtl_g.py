@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from autoscale_jax import base, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _projections as projections
+from autoscale_jax.methods._registry import MethodInfo
 
 
 def imtl_g_weights(G: jax.Array, rtol: float | None = None) -> jax.Array:
@@ -128,3 +129,16 @@ def imtl_g(
         heads=heads,
         init_weights=jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32),
     )
+
+
+INFO = MethodInfo(
+    name="imtl_g",
+    factory=imtl_g,
+    family="gramian",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=False,
+    weight_convention="sum_to_1",
+    constructor="num_tasks",
+    reference="Liu et al, Towards Impartial Multi-task Learning, ICLR 2021",
+)

@@ -7,10 +7,11 @@ Reference:
 from __future__ import annotations
 
 from autoscale_jax import base
-from autoscale_jax.methods.uncertainty_weighting import (
+from autoscale_jax.methods._loss_weighting import (
     LearnedScaleState,
     learned_log_scale_weighting,
 )
+from autoscale_jax.methods._registry import MethodInfo
 
 __all__ = ["LearnedScaleState", "imtl_l"]
 
@@ -31,7 +32,7 @@ def imtl_l(
     applies ``w_k = e^{s_k}`` with the current ``s``, then updates ``s`` (the paper trains ``s``
     with the network's optimizer; here it is separate so the weighting chains with any optax
     optimizer). Under ``s → -s`` this is exactly uncertainty weighting, whose implementation
-    it shares (:func:`~autoscale_jax.methods.uncertainty.uncertainty_weighting`).
+    it shares (:func:`~autoscale_jax.methods.uncertainty_weighting.uncertainty_weighting`).
 
     Loss-space method: its fast path never needs task gradients. Non-finite losses skip the
     ``s`` step (the state stays finite) and propagate to the update. Losses must be positive
@@ -46,7 +47,7 @@ def imtl_l(
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation`; ``update(task_grads, state,
       params=None, *, task_losses, presummed=False)`` (``task_losses`` required). State:
-      :class:`~autoscale_jax.methods.uncertainty.LearnedScaleState` (``log_scales`` is ``s``).
+      :class:`LearnedScaleState` (``log_scales`` is ``s``).
 
     Example:
       >>> tx = optax.chain(imtl_l(2, learning_rate=1e-2), optax.adam(1e-3))
@@ -64,3 +65,16 @@ def imtl_l(
         initial_log_scale=initial_log_scale,
         name="imtl_l",
     )
+
+
+INFO = MethodInfo(
+    name="imtl_l",
+    factory=imtl_l,
+    family="loss",
+    needs_task_gradients=False,
+    needs_key=False,
+    needs_losses=True,
+    weight_convention="unnormalised",
+    constructor="num_tasks",
+    reference="Liu et al, Towards Impartial Multi-task Learning, ICLR 2021",
+)

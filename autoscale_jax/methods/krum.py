@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
+from autoscale_jax.methods._registry import MethodInfo
 
 
 def _check_static_int(name: str, value: Any, minimum: int) -> int:
@@ -196,3 +197,20 @@ def krum(
         heads=heads,
         init_weights=jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32),
     )
+
+
+INFO = MethodInfo(
+    name="krum",
+    factory=krum,
+    family="gramian",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=False,
+    weight_convention="sum_to_1",
+    constructor="num_tasks",
+    reference=(
+        "Blanchard et al, Machine Learning with Adversaries: Byzantine Tolerant Gradient "
+        "Descent, 2017 (arXiv 1703.02757)"
+    ),
+    min_tasks=3,
+)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _solvers as solvers
+from autoscale_jax.methods._registry import MethodInfo
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
@@ -173,9 +174,26 @@ def mgda(
     return _bases.gramian_method(
         num_tasks,
         "mgda",
-        solvers.as_rule(solve),
+        _bases.as_rule(solve),
         metric_mask=metric_mask,
         heads=heads,
         gramian_fn=gramian_fn if upper_bound else None,
         losses_required=normalization in ("loss", "loss+"),
     )
+
+
+INFO = MethodInfo(
+    name="mgda",
+    factory=mgda,
+    family="gramian",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=False,
+    weight_convention="sum_to_1",
+    constructor="num_tasks",
+    reference=(
+        "Sener & Koltun, Multi-Task Learning as Multi-Objective Optimization, 2018 "
+        "(arXiv 1810.04650)"
+    ),
+    extra_inputs=("representation_task_grads",),
+)

@@ -14,7 +14,11 @@ import jax.numpy as jnp
 
 from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
+from autoscale_jax.methods._registry import MethodInfo
 from autoscale_jax.methods._solvers import check_hyperparameter
+from autoscale_jax.methods._stochastic_mgda import moco_weight_step, project_to_simplex
+
+__all__ = ["MoCoState", "moco", "moco_weight_step", "project_to_simplex"]
 
 
 class MoCoState(NamedTuple):
@@ -31,52 +35,6 @@ class MoCoState(NamedTuple):
     task_weights: jax.Array
     tracked_gradients: Any
     step: jax.Array
-
-
-def project_to_simplex(v: jax.Array) -> jax.Array:
-    """Euclidean projection onto the probability simplex, along the last axis.
-
-    ``Π_Δ(v) = max(v - θ, 0)`` with the threshold ``θ`` that makes the result sum to 1, found
-    by sorting (Held, Wolfe & Crowder 1974; Duchi et al 2008): with ``u`` sorted descending
-    and ``ρ = max{j : u_j - (Σ_{i≤j} u_i - 1)/j > 0}``, ``θ = (Σ_{i≤ρ} u_i - 1)/ρ``. Works on
-    any batch shape ``[..., K]`` (no loop, no ``vmap`` needed) and is differentiable almost
-    everywhere. Non-finite input gives non-finite output.
-
-    Args:
-      v: [..., K] points.
-
-    Returns:
-      [..., K] non-negative points whose last axis sums to 1.
-    """
-    v = jnp.asarray(v)
-    num = v.shape[-1]
-    descending = -jnp.sort(-v, axis=-1)
-    excess = jnp.cumsum(descending, axis=-1) - 1.0
-    counts = jnp.arange(1, num + 1, dtype=v.dtype)
-    # The condition holds exactly for a prefix j = 1..ρ (and always for j = 1).
-    support = jnp.sum(descending - excess / counts > 0, axis=-1, keepdims=True)
-    support = jnp.maximum(support, 1)
-    theta = jnp.take_along_axis(excess, support - 1, axis=-1) / support.astype(v.dtype)
-    return jnp.maximum(v - theta, 0.0)
-
-
-def moco_weight_step(G: jax.Array, weights: jax.Array, step_size: Any, rho: Any = 0.0) -> jax.Array:
-    """One projected gradient step on ``½ λᵀ(G + ρI)λ`` over the simplex.
-
-    .. math:: λ ← Π_Δ\\big(λ - γ (G + ρ I) λ\\big)
-
-    Args:
-      G: [K, K] Gramian of the tracked gradients (``G_ij = <y_i, y_j>``).
-      weights: [K] current ``λ`` on the simplex.
-      step_size: ``γ > 0``.
-      rho: the regulariser ``ρ >= 0``.
-
-    Returns:
-      The next [K] ``λ``.
-    """
-    G = metrics.at_least_float32(G)
-    weights = weights.astype(G.dtype)
-    return project_to_simplex(weights - step_size * (G @ weights + rho * weights))
 
 
 def moco(
@@ -188,3 +146,19 @@ def moco(
         return update, _bases.keep_if_finite(proposed, state, finite)._replace(step=step)
 
     return _bases.stacked_gradient_method(num_tasks, "moco", init_state, aggregate)
+
+
+INFO = MethodInfo(
+    name="moco",
+    factory=moco,
+    family="elementwise",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=False,
+    weight_convention="sum_to_1",
+    constructor="num_tasks",
+    reference=(
+        "Fernando et al, Mitigating Gradient Bias in Multi-objective Learning: A Provably "
+        "Convergent Stochastic Approach, 2023 (arXiv 2210.12624)"
+    ),
+)

@@ -14,9 +14,9 @@ import jax.numpy as jnp
 
 from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
+from autoscale_jax.methods._registry import MethodInfo
 from autoscale_jax.methods._solvers import check_hyperparameter
-from autoscale_jax.methods.moco import moco_weight_step
-from autoscale_jax.methods.sdmgrad import two_batch_gramian
+from autoscale_jax.methods._stochastic_mgda import moco_weight_step, two_batch_gramian
 
 
 def modo_weights(G: jax.Array, weights: jax.Array, step_size: Any, rho: Any = 0.1) -> jax.Array:
@@ -117,3 +117,20 @@ def modo(
         init_weights=uniform,
         gramian_fn=two_batch_gramian(num_tasks, measured, "modo"),
     )
+
+
+INFO = MethodInfo(
+    name="modo",
+    factory=modo,
+    family="gramian",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=False,
+    weight_convention="sum_to_1",
+    constructor="num_tasks",
+    reference=(
+        "Chen et al, Three-Way Trade-Off in Multi-Objective Learning: Optimization, "
+        "Generalization and Conflict-Avoidance, 2023 (arXiv 2305.20057)"
+    ),
+    extra_inputs=("second_task_grads",),
+)

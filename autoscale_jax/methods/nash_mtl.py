@@ -12,6 +12,7 @@ from autoscale_jax import base, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _solvers as solvers
 from autoscale_jax.methods._power_balance import power_balance
+from autoscale_jax.methods._registry import MethodInfo
 
 
 def nash_mtl(
@@ -91,8 +92,21 @@ def nash_mtl(
     return _bases.gramian_method(
         num_tasks,
         "nash_mtl",
-        solvers.as_rule(solve),
+        _bases.as_rule(solve),
         metric_mask=metric_mask,
         heads=heads,
         update_every=update_every,
     )
+
+
+INFO = MethodInfo(
+    name="nash_mtl",
+    factory=nash_mtl,
+    family="gramian",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=False,
+    weight_convention="unnormalised",
+    constructor="num_tasks",
+    reference="Navon et al, Multi-Task Learning as a Bargaining Game, 2022 (arXiv 2202.01017)",
+)

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from autoscale_jax import base, checks
-from autoscale_jax.methods._loss_weighting import loss_weighting
-from autoscale_jax.methods.cosmos import check_preference
+from autoscale_jax.methods._loss_weighting import check_preference, loss_weighting
+from autoscale_jax.methods._registry import MethodInfo
 
 # Points closer to the preference ray than this fraction of ||L - z*|| count as on it (float
 # round-off level): there d2 has no gradient and its subgradient 0 is used.
@@ -143,3 +143,19 @@ def pbi(
         return weights, PBIState(task_weights=weights, ideal_point=ideal, has_ideal=has_ideal)
 
     return loss_weighting(num_tasks, "pbi", init_state, step)
+
+
+INFO = MethodInfo(
+    name="pbi",
+    factory=pbi,
+    family="loss",
+    needs_task_gradients=False,
+    needs_key=False,
+    needs_losses=True,
+    weight_convention="unnormalised",
+    constructor="num_tasks",
+    reference=(
+        "Zhang & Li, MOEA/D: A Multiobjective Evolutionary Algorithm Based on Decomposition, "
+        "IEEE TEVC 2007 (penalty-based boundary intersection)"
+    ),
+)

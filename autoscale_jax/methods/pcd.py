@@ -20,6 +20,7 @@ from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _projections as projections
 from autoscale_jax.methods import _solvers as solvers
+from autoscale_jax.methods._registry import MethodInfo
 
 # Small K-space products at full float32 precision (no TF32 / bf16 passes on accelerators).
 _dot = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
@@ -235,3 +236,20 @@ def pcd(
             jnp.zeros((num_tasks,), jnp.float32), jnp.zeros((), jnp.int32), jnp.ones((), bool)
         ),
     )
+
+
+INFO = MethodInfo(
+    name="pcd",
+    factory=pcd,
+    family="gramian",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=False,
+    weight_convention="unnormalised",
+    constructor="num_tasks",
+    reference=(
+        "Varam & AlHajri, Not All Objectives Are Born Equal: Priority-Constrained Descent for "
+        "Hierarchical Multi-Objective Optimization, TMLR 2026 (arXiv 2606.29521)"
+    ),
+    symmetric=False,
+)

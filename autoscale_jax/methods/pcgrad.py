@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from autoscale_jax import base, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _projections as projections
+from autoscale_jax.methods._registry import MethodInfo
 
 
 def pcgrad_coefficients(G: jax.Array, orders: jax.Array) -> jax.Array:
@@ -98,3 +99,16 @@ def pcgrad(
     return _bases.gramian_method(
         num_tasks, "pcgrad", rule, metric_mask=metric_mask, heads=heads, needs_key=True
     )
+
+
+INFO = MethodInfo(
+    name="pcgrad",
+    factory=pcgrad,
+    family="surgery",
+    needs_task_gradients=True,
+    needs_key=True,
+    needs_losses=False,
+    weight_convention="unnormalised",
+    constructor="num_tasks",
+    reference="Yu et al, Gradient Surgery for Multi-Task Learning, 2020 (arXiv 2001.06782)",
+)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from autoscale_jax import base, checks
 from autoscale_jax.methods._loss_weighting import loss_weighting
+from autoscale_jax.methods._registry import MethodInfo
 
 DISTRIBUTIONS = ("normal", "dirichlet")
 
@@ -95,3 +96,19 @@ def random_loss_weighting(
         return weights, state._replace(step=state.step + 1)
 
     return loss_weighting(num_tasks, "rlw", init_state, step, needs_key=True, losses_required=False)
+
+
+INFO = MethodInfo(
+    name="rlw",
+    factory=random_loss_weighting,
+    family="loss",
+    needs_task_gradients=False,
+    needs_key=True,
+    needs_losses=False,
+    weight_convention="sum_to_k",
+    constructor="num_tasks",
+    reference=(
+        "Lin et al, Reasonable Effectiveness of Random Weighting: A Litmus Test for Multi-Task "
+        "Learning, 2022 (arXiv 2111.10603)"
+    ),
+)

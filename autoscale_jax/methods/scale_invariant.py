@@ -11,21 +11,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, metrics
-from autoscale_jax.methods._loss_weighting import loss_weighting
+from autoscale_jax import base
+from autoscale_jax.methods._loss_weighting import LOG_LOSS_EPS, log_loss_weights, loss_weighting
+from autoscale_jax.methods._registry import MethodInfo
 
-# Default floor on a loss before it is inverted: the ε of ``log(L + ε)`` in LibMTL / FAMO.
-LOG_LOSS_EPS = 1e-8
-
-
-def log_loss_weights(losses: jax.Array, eps: float = LOG_LOSS_EPS) -> jax.Array:
-    """``1 / (max(L_k, 0) + ε)``: the factor ``∇ log(L_k + ε) = ∇L_k / (L_k + ε)`` applies.
-
-    Non-positive losses are clamped to 0 (weight ``1/ε``) so the result is always defined;
-    non-finite losses give non-finite weights for the caller to handle.
-    """
-    losses = metrics.at_least_float32(losses)
-    return 1.0 / (jnp.maximum(losses, 0.0) + eps)
+__all__ = ["LOG_LOSS_EPS", "ScaleInvariantState", "log_loss_weights", "scale_invariant"]
 
 
 class ScaleInvariantState(NamedTuple):
@@ -72,3 +62,19 @@ def scale_invariant(num_tasks: int, *, eps: float = LOG_LOSS_EPS) -> base.MultiT
         return log_loss_weights(losses, eps), state
 
     return loss_weighting(num_tasks, "scale_invariant", init_state, step)
+
+
+INFO = MethodInfo(
+    name="scale_invariant",
+    factory=scale_invariant,
+    family="loss",
+    needs_task_gradients=False,
+    needs_key=False,
+    needs_losses=True,
+    weight_convention="unnormalised",
+    constructor="num_tasks",
+    reference=(
+        "Navon et al, Multi-Task Learning as a Bargaining Game, 2022 (arXiv 2202.01017), its SI "
+        "baseline"
+    ),
+)

@@ -7,81 +7,22 @@ Reference:
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
+from autoscale_jax.methods._registry import MethodInfo
 from autoscale_jax.methods._solvers import SolverResult, check_hyperparameter
-from autoscale_jax.methods.moco import project_to_simplex
+from autoscale_jax.methods._stochastic_mgda import (
+    cross_gramian,
+    project_to_simplex,
+    two_batch_gramian,
+)
 
-
-def cross_gramian(first: Any, second: Any, mask: metrics.MetricMask = None) -> jax.Array:
-    """Cross Gramian ``G_ij = <a_i, b_j>`` of two stacked-gradient pytrees, leaf by leaf.
-
-    ``G = Σ_leaves A_leaf B_leafᵀ`` (no concatenated Jacobian); ``cross_gramian(a, a)`` is
-    :func:`autoscale_jax.metrics.gramian`. It is not symmetric in general.
-
-    Args:
-      first: pytree whose leaves have a leading task axis K.
-      second: a pytree of the same structure and shapes.
-      mask: which leaves count, resolved on ``first`` (see
-        :func:`autoscale_jax.metrics.resolve_mask`).
-
-    Returns:
-      A float32 (or wider) [K, K] matrix.
-    """
-    leaves, treedef = jax.tree.flatten(first)
-    treedef = cast(Any, treedef)  # jaxlib's PyTreeDef has no usable stub
-    others = treedef.flatten_up_to(second)
-    masks = treedef.flatten_up_to(metrics.resolve_mask(first, mask))
-    num_tasks = leaves[0].shape[0]
-    total = jnp.zeros((num_tasks, num_tasks), jnp.promote_types(leaves[0].dtype, jnp.float32))
-    for a, b, keep in zip(leaves, others, masks, strict=True):
-        if keep is False:
-            continue
-        block = metrics.at_least_float32(a).reshape(num_tasks, -1) @ (
-            metrics.at_least_float32(b).reshape(num_tasks, -1).T
-        )
-        total = total + (block if keep is True else jnp.where(keep, block, 0.0))
-    return total
-
-
-def _check_batch(name: str, grads: Any, reference: Any, num_tasks: int, method: str) -> None:
-    checks.check_task_gradients(grads, num_tasks)
-    shapes = jax.tree.map(jnp.shape, grads)
-    structure: Any = jax.tree.structure(grads)
-    if structure != jax.tree.structure(reference) or shapes != jax.tree.map(jnp.shape, reference):
-        raise ValueError(f"{method}: {name} must have the structure and shapes of task_grads.")
-
-
-def two_batch_gramian(num_tasks: int, mask: metrics.MetricMask, method: str) -> Any:
-    """A ``gramian_fn`` for :func:`~autoscale_jax.methods._bases.gramian_method` that measures
-    the cross Gramian of two independent batches.
-
-    ``update(task_grads, ..., second_task_grads=J₂)`` gives ``J₁ J₂ᵀ`` (J₁ = ``task_grads``);
-    with ``third_task_grads=J₃`` as well it gives ``J₂ J₃ᵀ``, so the weights are independent of
-    the batch the update is built from (the papers' three-sample form).
-    """
-
-    def gramian_fn(task_grads: Any, extra_args: dict) -> jax.Array:
-        second = extra_args.get("second_task_grads")
-        if second is None:
-            raise ValueError(
-                f"{method} needs the task gradients of a second, independent batch: call "
-                "update(task_grads, state, params, second_task_grads=g2) with "
-                "_, g2 = asj.task_value_and_grad(loss_fn)(params, batch2)."
-            )
-        _check_batch("second_task_grads", second, task_grads, num_tasks, method)
-        third = extra_args.get("third_task_grads")
-        if third is None:
-            return cross_gramian(task_grads, second, mask)
-        _check_batch("third_task_grads", third, task_grads, num_tasks, method)
-        return cross_gramian(second, third, mask)
-
-    return gramian_fn
+__all__ = ["cross_gramian", "sdmgrad", "sdmgrad_weights", "two_batch_gramian"]
 
 
 def sdmgrad_weights(
@@ -239,3 +180,20 @@ def sdmgrad(
         init_weights=uniform,
         gramian_fn=two_batch_gramian(num_tasks, measured, "sdmgrad"),
     )
+
+
+INFO = MethodInfo(
+    name="sdmgrad",
+    factory=sdmgrad,
+    family="gramian",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=False,
+    weight_convention="sum_to_1",
+    constructor="num_tasks",
+    reference=(
+        "Xiao et al, Direction-oriented Multi-objective Learning: Simple and Provable "
+        "Stochastic Algorithms, 2023 (arXiv 2305.18409)"
+    ),
+    extra_inputs=("second_task_grads",),
+)

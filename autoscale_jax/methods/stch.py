@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from autoscale_jax import base, checks, metrics
-from autoscale_jax.methods._loss_weighting import loss_weighting
+from autoscale_jax.methods._loss_weighting import LOG_LOSS_EPS, log_loss_weights, loss_weighting
+from autoscale_jax.methods._registry import MethodInfo
 from autoscale_jax.methods._scale_parameters import check_positive
-from autoscale_jax.methods.scale_invariant import LOG_LOSS_EPS, log_loss_weights
 
 # Warm-up steps of the log-loss form when none are given (the official code warms up for
 # 4 epochs; here it counts steps, so pass about that many steps for a faithful replay).
@@ -197,3 +197,19 @@ def stch(
         return weights, state._replace(nadir=nadir.astype(jnp.float32), warmup_count=count)
 
     return loss_weighting(num_tasks, "stch", init_state, step)
+
+
+INFO = MethodInfo(
+    name="stch",
+    factory=stch,
+    family="loss",
+    needs_task_gradients=False,
+    needs_key=False,
+    needs_losses=True,
+    weight_convention="unnormalised",
+    constructor="num_tasks",
+    reference=(
+        "Lin et al, Smooth Tchebycheff Scalarization for Multi-Objective Optimization, 2024 "
+        "(arXiv 2402.19078)"
+    ),
+)

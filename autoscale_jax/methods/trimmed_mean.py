@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
+from autoscale_jax.methods._registry import MethodInfo
 
 
 class TrimmedMeanState(NamedTuple):
@@ -155,3 +156,20 @@ def trimmed_mean(
     return _bases.stacked_gradient_method(
         num_tasks, "trimmed_mean", lambda params: TrimmedMeanState(), aggregate
     )
+
+
+INFO = MethodInfo(
+    name="trimmed_mean",
+    factory=trimmed_mean,
+    family="elementwise",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=False,
+    weight_convention="none",
+    constructor="num_tasks",
+    reference=(
+        "Yin et al, Byzantine-Robust Distributed Learning: Towards Optimal Statistical Rates, "
+        "2018 (arXiv 1803.01498)"
+    ),
+    min_tasks=3,
+)

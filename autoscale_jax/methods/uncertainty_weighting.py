@@ -1,9 +1,7 @@
 """Uncertainty weighting (UW): learnable log-variances weigh the task losses.
 
-This module also holds what the loss-space methods share: their update (stacked or presummed
-gradients) and fast path, the small optimizer that trains a method's own K-vector (log-scales,
-GradNorm's weights, FAMO's logits) and the learned-log-scale transformation that
-:mod:`autoscale_jax.methods.imtl_l` reuses.
+The learned log-scales are shared with :mod:`autoscale_jax.methods.imtl_l` (the same method
+under ``s → -s``): both build on ``_loss_weighting.learned_log_scale_weighting``.
 
 Reference:
   Kendall et al, Multi-Task Learning Using Uncertainty to Weigh Losses for Scene Geometry and
@@ -12,67 +10,11 @@ Reference:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
-import jax
-import jax.numpy as jnp
-
 from autoscale_jax import base
-from autoscale_jax.methods._loss_weighting import loss_weighting
-from autoscale_jax.methods._scale_parameters import descend, scale_optimizer
+from autoscale_jax.methods._loss_weighting import LearnedScaleState, learned_log_scale_weighting
+from autoscale_jax.methods._registry import MethodInfo
 
-
-class LearnedScaleState(NamedTuple):
-    """State of :func:`uncertainty_weighting` and :func:`~autoscale_jax.methods.imtl_l.imtl_l`.
-
-    Attributes:
-      task_weights: [K] weights applied at the latest step.
-      log_scales: [K] the learnable ``s_k`` the next step uses (UW: ``s_k = log σ_k²``, weights
-        ``exp(-s_k)``; IMTL-L: weights ``exp(s_k)``).
-      optimizer_state: state of the internal optimizer of ``s``.
-    """
-
-    task_weights: jax.Array
-    log_scales: jax.Array
-    optimizer_state: Any
-
-
-def learned_log_scale_weighting(
-    num_tasks: int,
-    *,
-    sign: float,
-    learning_rate: Any,
-    optimizer: str,
-    initial_log_scale: float,
-    name: str,
-) -> base.MultiTaskTransformation:
-    """Weights ``exp(sign · s_k)`` with ``s`` trained on ``Σ_k exp(sign · s_k) L_k - sign · s_k``.
-
-    The gradient of that loss in ``s_k`` is ``sign · (exp(sign · s_k) L_k - 1)``: zero at
-    ``s_k = -sign · log L_k``, where every weighted loss equals 1. ``sign = -1`` is uncertainty
-    weighting, ``sign = +1`` IMTL-L; the two are the same method under ``s → -s``.
-    """
-    tx = scale_optimizer(optimizer, learning_rate)
-
-    def init_state() -> LearnedScaleState:
-        log_scales = jnp.full((num_tasks,), initial_log_scale, jnp.float32)
-        return LearnedScaleState(
-            task_weights=jnp.exp(sign * log_scales),
-            log_scales=log_scales,
-            optimizer_state=tx.init(log_scales),
-        )
-
-    def step(state: LearnedScaleState, losses: jax.Array, key: Any) -> tuple:
-        del key
-        weights = jnp.exp(sign * state.log_scales)
-        # d/ds_k of exp(sign s_k) L_k - sign s_k: the scale's own gradient, losses held fixed.
-        scale_gradient = sign * (weights * losses - 1.0)
-        log_scales, optimizer_state = descend(
-            tx, state.log_scales, scale_gradient, state.optimizer_state
-        )
-        return weights, LearnedScaleState(weights, log_scales, optimizer_state)
-
-    return loss_weighting(num_tasks, name, init_state, step)
+__all__ = ["LearnedScaleState", "uncertainty_weighting"]
 
 
 def uncertainty_weighting(
@@ -131,3 +73,19 @@ def uncertainty_weighting(
         initial_log_scale=initial_log_variance,
         name="uncertainty_weighting",
     )
+
+
+INFO = MethodInfo(
+    name="uncertainty_weighting",
+    factory=uncertainty_weighting,
+    family="loss",
+    needs_task_gradients=False,
+    needs_key=False,
+    needs_losses=True,
+    weight_convention="unnormalised",
+    constructor="num_tasks",
+    reference=(
+        "Kendall et al, Multi-Task Learning Using Uncertainty to Weigh Losses for Scene "
+        "Geometry and Semantics, 2018 (arXiv 1705.07115)"
+    ),
+)

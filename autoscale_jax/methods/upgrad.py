@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from autoscale_jax import base, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _solvers as solvers
+from autoscale_jax.methods._registry import MethodInfo
 
 
 def upgrad_weights(
@@ -131,5 +132,20 @@ def upgrad(
         )
 
     return _bases.gramian_method(
-        num_tasks, "upgrad", solvers.as_rule(solve), metric_mask=metric_mask, heads=heads
+        num_tasks, "upgrad", _bases.as_rule(solve), metric_mask=metric_mask, heads=heads
     )
+
+
+INFO = MethodInfo(
+    name="upgrad",
+    factory=upgrad,
+    family="gramian",
+    needs_task_gradients=True,
+    needs_key=False,
+    needs_losses=False,
+    weight_convention="unnormalised",
+    constructor="num_tasks",
+    reference=(
+        "Quinton & Rey, Jacobian Descent for Multi-Objective Optimization, 2024 (arXiv 2406.16232)"
+    ),
+)

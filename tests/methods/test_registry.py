@@ -1,7 +1,12 @@
 """The method registry and the contract every registered method keeps, plus cross-method facts:
-the two-task equivalence of arXiv 2505.10347 and the CAGrad paper's 2-D toy."""
+the two-task equivalence of arXiv 2505.10347 and the CAGrad paper's 2-D toy. The registry is
+collected from the method modules' own ``INFO`` entries, and no method module imports another."""
 
+import ast
+import importlib
 import inspect
+import pathlib
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +18,7 @@ from method_checks import extra_inputs, task_data
 
 import autoscale_jax as asj
 from autoscale_jax.bench.datasets import toy
+from autoscale_jax.methods import _registry
 
 INFOS = [asj.methods.info(name) for name in asj.methods.available()]
 WITH_WEIGHTS = [i.name for i in INFOS if i.weight_convention != "none"]
@@ -38,6 +44,113 @@ def test_registry_lists_every_method_with_valid_metadata():
     with pytest.raises(ValueError, match=r"Unknown method 'nash'.*available: aligned_mtl"):
         asj.methods.get("nash", num_tasks=2)
     assert asj.methods.pcgrad(num_tasks=2).init(None).task_weights.shape == (2,)
+
+
+METHODS_DIR = pathlib.Path(asj.methods.__file__).parent
+PUBLIC_MODULES = sorted(p.stem for p in METHODS_DIR.glob("*.py") if not p.stem.startswith("_"))
+
+
+def test_registry_is_what_the_method_modules_declare():
+    """Every public module declares its methods in INFO; the registry holds exactly those, and
+    each factory is exported under its own name."""
+    declared = {}
+    for stem in PUBLIC_MODULES:
+        module = importlib.import_module(f"autoscale_jax.methods.{stem}")
+        for info in _registry.declared(module):
+            declared[info.name] = info
+            assert getattr(asj.methods, info.factory.__name__) is info.factory, info.name
+            assert info.factory.__name__ in asj.methods.__all__, info.name
+    assert sorted(declared) == list(asj.methods.available())
+    assert declared == {name: asj.methods.info(name) for name in declared}
+    assert len(PUBLIC_MODULES) == len(declared) - 1  # fixed_weights.py also holds equal_weights
+
+
+def _public_sibling_imports(source: str, stem: str) -> list[str]:
+    """The public method modules that the source of module ``stem`` imports (absolute or
+    relative)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = "autoscale_jax.methods" if node.level else (node.module or "")
+            if node.level and node.module:
+                base += "." + node.module
+            modules = [f"{base}.{alias.name}" for alias in node.names] + [base]
+        else:
+            continue
+        for module in modules:
+            parts = module.split(".")
+            inside = parts[:2] == ["autoscale_jax", "methods"] and len(parts) > 2
+            if inside and parts[2] in PUBLIC_MODULES and parts[2] != stem:
+                found.append(parts[2])
+    return sorted(set(found))
+
+
+def test_no_method_module_imports_another():
+    """Shared code lives in the private modules (``_bases``, ``_solvers``, ...), so every method
+    sits one floor over its helpers and reads on its own."""
+    offenders = {
+        stem: imported
+        for stem in PUBLIC_MODULES
+        if (imported := _public_sibling_imports((METHODS_DIR / f"{stem}.py").read_text(), stem))
+    }
+    assert offenders == {}
+    # The check sees every form of a sibling import (the ones this change removed included).
+    for source in (
+        "from autoscale_jax.methods.moco import project_to_simplex",
+        "from autoscale_jax.methods import moco",
+        "from .moco import moco",
+        "import autoscale_jax.methods.moco",
+    ):
+        assert _public_sibling_imports(source, "modo") == ["moco"], source
+    assert _public_sibling_imports("from autoscale_jax.methods import _bases", "modo") == []
+
+
+# A fake method module: a factory (PCGrad under another name) and its INFO.
+FAKE_METHOD = """
+import autoscale_jax as asj
+
+_ENTRY = asj.methods.info("pcgrad")._replace(takes_heads=None)  # check_info fills it in
+
+
+def {factory}(num_tasks):
+    return asj.methods.pcgrad(num_tasks)
+
+
+"""
+
+
+def test_collect_reads_public_modules_and_refuses_a_name_declared_twice(tmp_path, monkeypatch):
+    package = tmp_path / "fake_methods_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "alpha.py").write_text(
+        FAKE_METHOD.format(factory="alpha")
+        + "INFO = _ENTRY._replace(name='alpha', factory=alpha)\n"
+    )
+    (package / "_helper.py").write_text("SHARED = 1\n")  # private: never imported
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        registry = _registry.collect("fake_methods_pkg", [str(package)])
+        assert list(registry) == ["alpha"]
+        assert registry["alpha"].takes_heads is False  # filled in from the signature
+        assert "fake_methods_pkg._helper" not in sys.modules
+        (package / "beta.py").write_text(
+            FAKE_METHOD.format(factory="beta")
+            + "def another_alpha(num_tasks):\n    return beta(num_tasks)\n\n"
+            + "INFO = (_ENTRY._replace(name='beta', factory=beta),\n"
+            + "        _ENTRY._replace(name='alpha', factory=another_alpha))\n"
+        )
+        with pytest.raises(
+            ValueError,
+            match=r"method 'alpha' is declared twice: in fake_methods_pkg\.alpha and "
+            r"fake_methods_pkg\.beta",
+        ):
+            _registry.collect("fake_methods_pkg", [str(package)])
+    finally:
+        for name in [m for m in sys.modules if m.startswith("fake_methods_pkg")]:
+            del sys.modules[name]
 
 
 @pytest.mark.parametrize("name", asj.methods.available())
