@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from autoscale_jax import base, checks, jacobian, metrics
+from autoscale_jax import base, checks, dispatch, jacobian, metrics
 from autoscale_jax.methods._heads import combine_heads
 from autoscale_jax.methods._partial_labels import stand_in_gradients, stand_in_losses
 
@@ -168,7 +168,7 @@ def stacked_gradient_method(
                 losses = stand_in_losses(losses, present)
         return aggregate(task_grads, state, losses, key, extra_args)
 
-    return base.multitask_transformation(init_fn, update_fn, fast_path, gramian_path)
+    return dispatch.multitask_transformation(init_fn, update_fn, fast_path, gramian_path)
 
 
 def gramian_base(
@@ -233,7 +233,7 @@ def gramian_base(
         return base.weighted_sum(task_grads, weights, present), new_state
 
     def weights_from_gramian(
-        state: Any, observed: Any, task_losses: Any, key: Any, task_mask: Any
+        state: Any, observed: Any, task_losses: Any, key: Any = None, task_mask: Any = None
     ) -> tuple[jax.Array, Any]:
         if validate_state is not None:
             validate_state(state)
