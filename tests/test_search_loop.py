@@ -359,3 +359,74 @@ def test_partial_labels_absent_tasks_get_weight_zero():
     assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(found.params))
     assert_trees_close(found.params, p, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(found.weights, w)
+
+
+def _record_search(restart, record=None):
+    loss_fn, params, batch, score = problem()
+    search_ = search.WeightSearch(
+        loss_fn,
+        optax.adam(1e-2),
+        score,
+        num_tasks=3,
+        budget=40,
+        estimation_steps=4,
+        window=2,
+        stages=STAGES[:1],
+        chunk_size=3,  # phase 1 in two chunks, the second padded with two skipped steps
+        restart=restart,
+        record=record,
+        progress=False,
+    )
+    return search_, params, batch
+
+
+@pytest.mark.parametrize("restart", [True, False])
+def test_record_gives_every_phase_one_step_and_restart_false_carries_the_moments(restart):
+    search_, params, batch = _record_search(
+        restart, lambda s, losses: (losses, asj.task_weights(s.weighting))
+    )
+    records, states = [], []
+    search_.run(
+        search_.init(params),
+        batch,
+        max_chunks=2,
+        callback=states.append,
+        on_record=lambda step, values: records.append((step, values)),
+    )
+    loss_fn, _, _, _ = problem()
+    train = asj.multitask_train_step(
+        loss_fn, asj.autoscale(3, 4, window=2), optax.adam(1e-2), restart_moments=restart
+    )
+    state, p, losses, weights = train.init(params), params, [], []
+    for t in range(4):
+        p, state, step_losses = jax.jit(train.step)(p, state, batch(t))
+        losses.append(step_losses)
+        weights.append(asj.task_weights(state.weighting))
+    # The padding steps of the second chunk are dropped: 3 + 1 records, one per real step.
+    assert [(step, len(values[0])) for step, values in records] == [(0, 3), (3, 1)]
+    got = [np.concatenate([values[i] for _, values in records]) for i in (0, 1)]
+    np.testing.assert_allclose(got[0], np.stack(losses), rtol=1e-6)
+    np.testing.assert_allclose(got[1], np.stack(weights), rtol=1e-6)
+    # Stage 1 starts from phase 1's optimizer state: Adam restarted (count 0) or carried (4).
+    adam = states[-1].opt_state[0]
+    assert np.asarray(adam.count).tolist() == [0 if restart else 4] * len(ALPHAS)
+    assert_trees_close(jax.tree.map(lambda x: x[0], states[-1].opt_state), state.optimizer)
+
+
+RECORD_CASES = [
+    ("record-not-callable", {"record": 3}, {}, TypeError, "record must be callable"),
+    ("restart-not-bool", {"restart": "yes"}, {}, TypeError, "restart must be True or False"),
+    ("on-record-without-record", {}, {"on_record": print}, ValueError, "with record="),
+    ("on-record-not-callable", {"record": print}, {"on_record": 3}, TypeError, "on_record must"),
+]
+
+
+@pytest.mark.parametrize(
+    ("build", "run", "error", "match"),
+    [case[1:] for case in RECORD_CASES],
+    ids=[case[0] for case in RECORD_CASES],
+)
+def test_record_options_are_checked_before_the_first_step(build, run, error, match):
+    with pytest.raises(error, match=match):
+        search_, params, batch = _record_search(build.get("restart", True), build.get("record"))
+        search_.run(search_.init(params), batch, **run)

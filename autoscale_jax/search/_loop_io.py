@@ -204,3 +204,21 @@ def check_loss(loss_fn: Callable, params: Any, batch: Any, k: int, task_counts: 
             f"loss_fn(params, batch) must return {want} with K = num_tasks = {k} (and "
             f"task_counts=True exactly when it returns counts), got {out!r}."
         )
+
+
+def check_on_record(on_record: Any, record: Any) -> None:
+    """``on_record`` is a callable, given only to a search built with ``record=``."""
+    if on_record is None:
+        return
+    if not callable(on_record):
+        raise TypeError(f"on_record must be callable: on_record(step, records), got {on_record!r}.")
+    if record is None:
+        raise ValueError(
+            "on_record receives what record(train_state, losses) returns: build the "
+            "WeightSearch with record= (or drop on_record)."
+        )
+
+
+def first_rows(tree: Any, count: int) -> Any:
+    """The first ``count`` rows of every leaf (a chunk's real steps)."""
+    return jax.tree.map(lambda x: x[:count], tree)

@@ -126,30 +126,81 @@ def skip_unless(valid: jax.Array, update: Callable[[Any], Any], carry: Any) -> A
     return jax.lax.cond(valid, update, lambda c: c, carry)
 
 
-def phase_one_chunk(train_step: Callable, weights_of: Callable) -> Callable:
+def phase_one_chunk(
+    train_step: Callable, weights_of: Callable, record: Callable | None = None
+) -> Callable:
     """``chunk(state, batches, valid) -> state``: AutoScale's phase-1 steps (the train step of
-    :func:`autoscale_jax.multitask_train_step`, which restarts the moments at the switch)."""
+    :func:`autoscale_jax.multitask_train_step`, which restarts the moments at the switch).
 
-    def chunk(state: SearchState, batches: Any, valid: jax.Array) -> SearchState:
+    With ``record``, ``chunk`` returns ``(state, records)``: ``record(train_state, losses)``
+    after every step, stacked over the chunk (a padding step repeats the previous record)."""
+
+    def chunk(state: SearchState, batches: Any, valid: jax.Array) -> Any:
         def body(carry: tuple, xs: tuple) -> tuple:
             batch, ok = xs
 
             def update(c: tuple) -> tuple:
-                params, train_state, _ = train_step(c[0], c[1], batch)
-                return params, train_state
+                params, train_state, losses = train_step(c[0], c[1], batch)
+                return params, train_state, jnp.asarray(losses).astype(c[2].dtype)
 
-            return skip_unless(ok, update, carry), None
+            carry = skip_unless(ok, update, carry)
+            return carry, None if record is None else record(carry[1], carry[2])
 
-        start = (take(state.params, 0), TrainState(state.weighting, take(state.opt_state, 0)))
-        (params, train_state), _ = jax.lax.scan(body, start, (batches, valid))
-        return state._replace(
+        train_state = TrainState(state.weighting, take(state.opt_state, 0))
+        start = (take(state.params, 0), train_state, state.loss_sum[0])
+        records: Any
+        (params, train_state, _), records = jax.lax.scan(body, start, (batches, valid))
+        state = state._replace(
             params=broadcast(params, 1),
             opt_state=broadcast(train_state.optimizer, 1),
             weighting=train_state.weighting,
             weights=weights_of(train_state.weighting)[None].astype(jnp.float32),
         )
+        return state if record is None else (state, records)
 
     return chunk
+
+
+def initial_state(
+    train_state: TrainState, params: Any, weights: jax.Array, stages: Sequence[Any], k: int
+) -> SearchState:
+    """The state at step 0: phase 1 from ``train_state`` (AutoScale's ``weights``), every
+    stage's tables NaN."""
+    nan = jnp.float32(jnp.nan)
+    counts = [st.num_candidates(k) for st in stages]
+    return SearchState(
+        step=jnp.asarray(0, jnp.int32),
+        params=broadcast(params, 1),
+        opt_state=broadcast(train_state.optimizer, 1),
+        weighting=train_state.weighting,
+        weights=weights[None].astype(jnp.float32),
+        ids=jnp.zeros((1,), jnp.int32),
+        loss_sum=jnp.zeros((1, k), jnp.float32),
+        phase_one_weights=jnp.full((k,), nan),
+        candidates=tuple(jnp.full((c, k), nan) for c in counts),
+        rung_scores=tuple(
+            jnp.full((len(st.rungs), c), nan) for st, c in zip(stages, counts, strict=True)
+        ),
+        rung_losses=tuple(
+            jnp.full((c, len(st.rungs), k), nan) for st, c in zip(stages, counts, strict=True)
+        ),
+        nonfinite=tuple(jnp.zeros((len(st.rungs),), bool) for st in stages),
+        survivors=jnp.full((len(stages),), -1, jnp.int32),
+    )
+
+
+def start_stage(state: SearchState, s: int, candidates: jax.Array, rows: int) -> SearchState:
+    """Stage ``s`` from the pick so far (row 0): ``candidates`` [C, K] padded to ``rows``."""
+    count, k = candidates.shape
+    row_ids = jnp.arange(rows, dtype=jnp.int32)
+    return state._replace(
+        params=broadcast(take(state.params, 0), rows),
+        opt_state=broadcast(take(state.opt_state, 0), rows),
+        weights=pad_rows(candidates, rows),
+        ids=jnp.where(row_ids < count, row_ids, -1),
+        loss_sum=jnp.zeros((rows, k), jnp.float32),
+        candidates=(*state.candidates[:s], candidates, *state.candidates[s + 1 :]),
+    )
 
 
 def scalarized_loss(loss_fn: Callable, task_counts: bool) -> Callable:

@@ -102,6 +102,11 @@ class WeightSearch:
       devices: ``None``, a sequence of devices or a 1-D mesh for the candidate axis.
       sequential: train the candidates one after another (not with devices).
       task_counts: ``loss_fn`` returns ``(losses, counts)``.
+      restart: restart the optimizer's moments at the end of phase 1 (default; ``False``
+        carries phase 1's moments into the stages, the bench's ``fresh_optimizer=False``).
+      record: ``record(train_state, losses) -> pytree``, traced after every phase-1 step
+        (e.g. ``lambda s, l: (asj.task_weights(s.weighting), s.weighting.metrics)``); ``run``
+        hands each chunk's values to ``on_record``.
       progress: ``None`` (tqdm when installed and interactive), ``True``, ``False`` or
         ``progress(step, total, text)``.
     """
@@ -123,6 +128,8 @@ class WeightSearch:
         devices: Any = None,
         sequential: bool = False,
         task_counts: bool = False,
+        restart: bool = True,
+        record: Callable[[Any, jax.Array], Any] | None = None,
         progress: Any = None,
     ) -> None:
         _checks.check_functions(loss_fn, optimizer, score_fn)
@@ -138,7 +145,8 @@ class WeightSearch:
         if estimation_steps is None:
             estimation_steps = default_estimation_steps(self.budget, window)
         self.estimation_steps = _loop_io.check_count("estimation_steps", estimation_steps)
-        for name, flag in (("sequential", sequential), ("task_counts", task_counts)):
+        flags = (("sequential", sequential), ("task_counts", task_counts), ("restart", restart))
+        for name, flag in flags:
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be True or False, got {flag!r}.")
         self.stages = check_stages(
@@ -156,10 +164,15 @@ class WeightSearch:
         self._progress = progress
         _loop_io.Progress(progress, 0, show=False)  # checks the option now
         self._loss_fn, self._score_fn, self._task_counts = loss_fn, score_fn, task_counts
+        if record is not None and not callable(record):
+            raise TypeError(f"record must be callable: record(state, losses), got {record!r}.")
+        self._record = record
         self._train = _asj.multitask_train_step(
-            loss_fn, weighting, optimizer, task_counts=task_counts
+            loss_fn, weighting, optimizer, task_counts=task_counts, restart_moments=restart
         )
-        self._phase_one = jax.jit(_state.phase_one_chunk(self._train.step, _asj.task_weights))
+        self._phase_one = jax.jit(
+            _state.phase_one_chunk(self._train.step, _asj.task_weights, record)
+        )
         self._candidates = jax.jit(
             _state.candidate_chunk(loss_fn, optimizer, task_counts, sequential)
         )
@@ -193,28 +206,8 @@ class WeightSearch:
         _checks.check_params(params)
         _checks.check_score(self._score_fn, params)
         train_state = self._train.init(params)
-        k, nan = self.num_tasks, jnp.float32(jnp.nan)
-        counts = [st.num_candidates(k) for st in self.stages]
-        state = _state.SearchState(
-            step=jnp.asarray(0, jnp.int32),
-            params=_state.broadcast(params, 1),
-            opt_state=_state.broadcast(train_state.optimizer, 1),
-            weighting=train_state.weighting,
-            weights=_asj.task_weights(train_state.weighting)[None].astype(jnp.float32),
-            ids=jnp.zeros((1,), jnp.int32),
-            loss_sum=jnp.zeros((1, k), jnp.float32),
-            phase_one_weights=jnp.full((k,), nan),
-            candidates=tuple(jnp.full((c, k), nan) for c in counts),
-            rung_scores=tuple(
-                jnp.full((len(st.rungs), c), nan) for st, c in zip(self.stages, counts, strict=True)
-            ),
-            rung_losses=tuple(
-                jnp.full((c, len(st.rungs), k), nan)
-                for st, c in zip(self.stages, counts, strict=True)
-            ),
-            nonfinite=tuple(jnp.zeros((len(st.rungs),), bool) for st in self.stages),
-            survivors=jnp.full((len(self.stages),), -1, jnp.int32),
-        )
+        weights = _asj.task_weights(train_state.weighting)
+        state = _state.initial_state(train_state, params, weights, self.stages, self.num_tasks)
         return _loop_io.place(state, self._mesh, False)
 
     def abstract_state(self, params: Any, step: int) -> Any:
@@ -238,18 +231,22 @@ class WeightSearch:
         *,
         max_chunks: int | None = None,
         callback: Callable[[_state.SearchState], Any] | None = None,
+        on_record: Callable[[int, Any], Any] | None = None,
     ) -> _state.SearchState:
         """Runs chunks from ``state.step`` to the end (or ``max_chunks`` of them).
 
         ``batches``: a function ``step -> batch`` (global steps), or an iterator whose first
         item is the batch of step ``state.step``. ``callback(state)`` runs after every chunk
-        (save a checkpoint there).
+        (save a checkpoint there). ``on_record(step, records)`` (with ``record=``) runs after
+        every phase-1 chunk: the first step of the chunk and ``record``'s values stacked over
+        its real steps (host arrays, leading axis the chunk's step count).
         """
         step = int(state.step)
         if max_chunks is not None:
             _loop_io.check_count("max_chunks", max_chunks)
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable: callback(state), got {callback!r}.")
+        _loop_io.check_on_record(on_record, self._record)
         source = _loop_io.Batches(batches, step)
         state = self._placed(state, int(state.ids.shape[0]))  # e.g. restored on one device
         if step < self.total_steps:
@@ -267,8 +264,14 @@ class WeightSearch:
                 count = min(self.chunk_size, seg.end - step)
                 stacked, valid = source.take(step, count, self.chunk_size)
                 stacked = _loop_io.place(stacked, self._mesh, False)
-                program = self._phase_one if seg.stage < 0 else self._candidates
-                state = program(state, stacked, valid)
+                if seg.stage >= 0:
+                    state = self._candidates(state, stacked, valid)
+                elif self._record is None:
+                    state = self._phase_one(state, stacked, valid)
+                else:
+                    state, records = self._phase_one(state, stacked, valid)
+                    if on_record is not None:
+                        on_record(step, _loop_io.first_rows(jax.device_get(records), count))
                 step += count
                 state = state._replace(step=jnp.asarray(step, jnp.int32))
                 if step == seg.end:
@@ -329,17 +332,8 @@ class WeightSearch:
                 "window_statistics); check loss_fn and metric_mask."
             )
         candidates = self.stages[s].candidates(weights)
-        count = candidates.shape[0]
-        rows = _loop_io.rows_for(count, self._mesh)
-        row_ids = jnp.arange(rows, dtype=jnp.int32)
-        state = state._replace(
-            params=_state.broadcast(_state.take(state.params, 0), rows),
-            opt_state=_state.broadcast(_state.take(state.opt_state, 0), rows),
-            weights=_state.pad_rows(candidates, rows),
-            ids=jnp.where(row_ids < count, row_ids, -1),
-            loss_sum=jnp.zeros((rows, self.num_tasks), jnp.float32),
-            candidates=(*state.candidates[:s], candidates, *state.candidates[s + 1 :]),
-        )
+        rows = _loop_io.rows_for(candidates.shape[0], self._mesh)
+        state = _state.start_stage(state, s, candidates, rows)
         return self._placed(state, rows)
 
     def result(self, state: _state.SearchState) -> WeightSearchResult:
@@ -376,7 +370,7 @@ def find_weights(
     K and whether ``loss_fn`` returns ``(losses, counts)`` are read from its output on the
     first batch; ``options`` are :class:`WeightSearch`'s (``estimation_steps``, ``guide``,
     ``window``, ``metric_mask``, ``stages``, ``chunk_size``, ``devices``, ``sequential``,
-    ``progress``). See the module docstring for the design and an example.
+    ``restart``, ``progress``). See the module docstring for the design and an example.
 
     Returns:
       A :class:`WeightSearchResult` (the survivor after ``report.steps`` steps).

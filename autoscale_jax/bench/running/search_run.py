@@ -22,10 +22,16 @@ One run (a seed) does, on the same batches as every other method of that seed:
    ``eval_every`` steps like any run; the best checkpoint (from the end of the search on) is
    tested.
 
+The search is the public one-call search (:class:`autoscale_jax.search.WeightSearch`, with
+``restart=fresh_optimizer``); this module builds its loss (batch indices into the device-resident
+training split) and score from the benchmark, records phase 1 step by step (``record=``: losses,
+weights, AutoScale's estimator metrics), times it and trains the survivor on.
+
 Cost: K gradient evaluations per phase-1 step, the searches' candidate steps
 (:func:`autoscale_jax.search.search_cost`), then 1 per step. The searches' wall time includes
-their validation scoring (a forward pass of each live candidate per rung); compilation is off
-the clock.
+their validation scoring (a forward pass of each live candidate per rung); compilation (the
+durations JAX reports for tracing, lowering and compiling, :mod:`jax.monitoring`) is off the
+clock.
 
 Example:
   >>> from autoscale_jax.bench.experiments.baselines import single_task_baselines
@@ -38,6 +44,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -51,12 +58,7 @@ import autoscale_jax as asj
 from autoscale_jax import search
 from autoscale_jax.bench.running import chunk, evaluation
 from autoscale_jax.bench.running.benchmark import Benchmark, MethodKey, TrainerKey
-from autoscale_jax.bench.running.method_config import (
-    RESTART,
-    SEARCH_METHOD,
-    MethodConfig,
-    json_options,
-)
+from autoscale_jax.bench.running.method_config import SEARCH_METHOD, MethodConfig, json_options
 from autoscale_jax.bench.running.run_result import Baselines, RunResult, TaskMetricDicts
 from autoscale_jax.bench.running.selection import (
     Checkpoint,
@@ -67,7 +69,27 @@ from autoscale_jax.bench.running.selection import (
 
 __all__ = ["SEARCH_METHOD", "run"]
 
-_PHASE_ONE_OPTIONS = ("estimation_steps", "guide", "window", "metric_mask")
+_COMPILE_EVENTS = frozenset(
+    {
+        "/jax/core/compile/jaxpr_trace_duration",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration",
+        "/jax/core/compile/backend_compile_duration",
+    }
+)
+_compile_seconds = [0.0, False]  # seconds JAX spent compiling so far, listener registered
+
+
+def _compile_clock() -> float:
+    """Seconds JAX has spent tracing, lowering and compiling in this process so far."""
+    if not _compile_seconds[1]:
+
+        def listen(event: str, duration_secs: float, **_: str | int) -> None:
+            if event in _COMPILE_EVENTS:
+                _compile_seconds[0] += duration_secs
+
+        jax.monitoring.register_event_duration_secs_listener(listen)
+        _compile_seconds[1] = True
+    return float(_compile_seconds[0])
 
 
 def _score_fn(benchmark: Benchmark, reference: TaskMetricDicts) -> Any:
@@ -92,81 +114,96 @@ def _score_fn(benchmark: Benchmark, reference: TaskMetricDicts) -> Any:
     return score
 
 
-def _compiled_search(
-    benchmark: Benchmark,
-    stage: dict[str, Any],
-    reference: TaskMetricDicts,
-    arguments: tuple,
-    total_steps: int,
-) -> tuple[Any, float]:
-    """The compiled search program of one stage (the recipe's optimizer over the run's
-    ``total_steps``), cached on the benchmark."""
-    candidates, _, _, batches = arguments
-    options = repr((stage["rungs"], stage["keep"], candidates.shape, reference))
-    optimizer_key = benchmark.recipe.optimizer_key(total_steps)
-    key = TrainerKey(
-        MethodKey(SEARCH_METHOD, options), stage["rungs"][-1], batches.shape[1], optimizer_key
-    )
-    if key in benchmark.cache.trainers:
-        return benchmark.cache.trainers[key], 0.0
-    find = search.validation_search(
-        chunk.index_loss_fn(benchmark),
-        benchmark.recipe.optimizer(total_steps),
-        _score_fn(benchmark, reference),
-        rungs=stage["rungs"],
-        keep=stage["keep"],
-    )
-    start = time.perf_counter()
-    benchmark.cache.trainers[key] = find.lower(*arguments).compile()  # type: ignore[attr-defined]
-    return benchmark.cache.trainers[key], time.perf_counter() - start
+def _index_loss(benchmark: Benchmark) -> tuple[Any, bool]:
+    """``(loss(params, indices [B]), task_counts)``: the loss phase 1 trains with (with the
+    label counts on a partial-label benchmark), on examples gathered from the device data."""
+    functions = chunk.benchmark_functions(benchmark)
+    inputs, targets = functions.data
+    counted_fn = functions.counted_loss_fn
+    loss_fn = functions.loss_fn if counted_fn is None else counted_fn
+
+    def loss(params: Any, index: jax.Array) -> Any:
+        return loss_fn(params, (inputs[index], tuple(t[index] for t in targets)))
+
+    return loss, counted_fn is not None
 
 
-def _stages(options: Mapping[str, Any], num_tasks: int) -> list[dict[str, Any]]:
-    stages = [{"rungs": tuple(options["rungs"]), "keep": float(options.get("keep", 0.5))}]
+def _stages(options: Mapping[str, Any]) -> tuple[search.Stage, ...]:
+    """Stage 1 (α family, or given candidates: a control), stage 2 (per-task multipliers)."""
+    rungs, keep = tuple(options["rungs"]), float(options.get("keep", 0.5))
+    if options.get("candidates") is not None:
+        stages = [search.weights_stage(options["candidates"], rungs, keep)]
+    else:
+        stages = [search.alpha_stage(tuple(options["alphas"]), rungs, keep)]
     if options.get("refine_rungs"):
-        stages.append({"rungs": tuple(options["refine_rungs"]), "keep": stages[0]["keep"]})
-    return stages
+        stages.append(
+            search.multiplier_stage(tuple(options["factors"]), tuple(options["refine_rungs"]), keep)
+        )
+    return tuple(stages)
 
 
-def _candidates(stage: int, options: Mapping[str, Any], weights: jax.Array) -> jax.Array:
-    if stage == 0 and options.get("candidates") is not None:  # given weights (a control)
-        return jnp.asarray(options["candidates"], jnp.float32)
-    if stage == 0:
-        return search.alpha_family(weights, tuple(options["alphas"]))
-    return search.task_multipliers(weights, tuple(options["factors"]))
+def _record(train_state: Any, losses: jax.Array) -> tuple:
+    """What the bench records after every phase-1 step."""
+    return losses, asj.task_weights(train_state.weighting), train_state.weighting.metrics
+
+
+def _weight_search(
+    benchmark: Benchmark,
+    options: Mapping[str, Any],
+    params: Any,
+    reference: TaskMetricDicts,
+    steps: int,
+    batch_size: int,
+) -> search.WeightSearch:
+    """The run's :class:`~autoscale_jax.search.WeightSearch` (the recipe's optimizer over the
+    run's ``steps``), cached on the benchmark so that seeds share its compiled programs."""
+    phase = {k: options[k] for k in ("estimation_steps", "guide", "window", "metric_mask")}
+    stages = _stages(options)
+    key = TrainerKey(
+        MethodKey(SEARCH_METHOD, repr((sorted(options.items()), reference))),
+        steps,
+        batch_size,
+        benchmark.recipe.optimizer_key(steps),
+    )
+    cache: dict[Any, Any] = benchmark.cache.trainers
+    if key not in cache:
+        loss, counted = _index_loss(benchmark)
+        gaps = [b - a for st in stages for a, b in itertools.pairwise((0, *st.rungs))]
+        cache[key] = search.WeightSearch(
+            loss,
+            benchmark.recipe.optimizer(steps),
+            _score_fn(benchmark, reference),
+            num_tasks=benchmark.num_tasks,
+            budget=steps,
+            stages=stages,
+            chunk_size=max(phase["estimation_steps"], *gaps),  # one chunk per segment
+            task_counts=counted,
+            restart=bool(options.get("fresh_optimizer", True)),
+            record=_record,
+            progress=False,
+            **chunk.resolve_options(phase, params, benchmark.num_tasks),
+        )
+    return cache[key]
 
 
 class _Clock:
-    """Training time and compile time of one run, and its gradient evaluations."""
+    """Training time and compile time of one run: ``lap()`` closes a chunk (its compile
+    time, as JAX reports it, moves off the clock)."""
 
     def __init__(self) -> None:
         self.chunks: list[float] = []
         self.compile = 0.0
         self.evaluations = 0
+        self.start()
 
+    def start(self) -> None:
+        self._wall, self._compiled = time.perf_counter(), _compile_clock()
 
-def _phase_one(
-    benchmark: Benchmark, config: MethodConfig, params: Any, indices: np.ndarray, seed: int
-) -> tuple[Any, Any, chunk.StepRecord, float, float]:
-    """AutoScale's phase 1 as one compiled chunk: ``(params, state, records, time, compile)``."""
-    options = {k: v for k, v in config.options.items() if k in _PHASE_ONE_OPTIONS}
-    # The step restarts Adam at the switch (the chunk's last step) only for a fresh search.
-    options[RESTART] = bool(config.options.get("fresh_optimizer", True))
-    phase_config = MethodConfig("autoscale", "autoscale", options)
-    method = chunk.method_build(phase_config, benchmark.num_tasks, params)
-    functions = chunk.benchmark_functions(benchmark)
-    steps = len(indices)
-    train = chunk.multitask_step(
-        benchmark, method.build(method.args), benchmark.recipe.optimizer(steps)
-    )
-    state = train.init(params)
-    length = options["estimation_steps"]
-    keys = jax.random.split(jax.random.key(seed), steps)[:length]
-    arguments = (method.args, params, state, functions.data, jnp.asarray(indices[:length]), keys)
-    compiled, seconds = chunk.compiled_chunk(benchmark, method, arguments, total_steps=steps)
-    start = time.perf_counter()
-    params, state, records = jax.block_until_ready(compiled(*arguments))
-    return params, state, jax.device_get(records), time.perf_counter() - start, seconds
+    def lap(self) -> None:
+        compiled = _compile_clock() - self._compiled
+        self.chunks.append(max(0.0, time.perf_counter() - self._wall - compiled))
+        self.compile += compiled
+        self.start()
 
 
 def run(
@@ -201,48 +238,40 @@ def run(
     initial = chunk.evaluate(benchmark, params, benchmark.dataset.validation)
     reference = selection_reference(baselines, initial)
     probes, probe_steps = [functions.probe(params, jnp.ones(k), functions.probe_batch)], [0]
+    finder = _weight_search(benchmark, options, params, reference, steps, batch_size)
+    chunks: list = []
+    first_state = finder.init(params)
     clock = _Clock()
-    params, state, records, seconds, compiled = _phase_one(benchmark, config, params, indices, seed)
-    clock.chunks.append(seconds)
-    clock.compile += compiled
-    clock.evaluations += int(np.sum(records.gradient_evaluations))
-    weights, opt_state = asj.task_weights(state.weighting), state.optimizer
-    if options.get("fresh_optimizer", True):  # Adam's moments hold phase 1's gradient scale
-        opt_state = benchmark.recipe.restart(opt_state)  # the schedule goes on
-    done = options["estimation_steps"]
-    weight_rows = [np.asarray(w) for w in records.weights]
+
+    def lap(searched: Any) -> None:
+        jax.block_until_ready(searched)
+        clock.lap()
+
+    searched = finder.run(
+        first_state,
+        lambda step: indices[step],
+        callback=lap,
+        on_record=lambda _, values: chunks.append(values),
+    )
+    found = finder.result(searched)
+    losses_1, weights_1, metrics_1 = jax.tree.map(lambda *x: np.concatenate(x), *chunks)
+    clock.evaluations = found.report.gradient_evaluations
+    params, opt_state, weights = found.params, found.opt_state, found.weights
+    weight_rows = [np.asarray(w) for w in weights_1]
     stage_info = []
-    for number, stage in enumerate(_stages(options, k)):
-        candidates = _candidates(number, options, weights)
-        end = done + stage["rungs"][-1]
-        if end > steps:
-            raise ValueError(f"the search needs {end} steps, the budget is {steps}")
-        arguments: tuple[Any, ...] = (candidates, params, opt_state, jnp.asarray(indices[done:end]))
-        find, seconds = _compiled_search(benchmark, stage, reference, arguments, steps)
-        clock.compile += seconds
-        start = time.perf_counter()
-        result = jax.block_until_ready(find(*arguments))
-        clock.chunks.append(time.perf_counter() - start)
-        if not bool(result.ok):  # the compiled search returns the flag instead of raising
-            raise search.SearchError(
-                f"stage {number}: every candidate's score or parameters were non-finite "
-                f"(rung scores {np.asarray(result.rung_scores).tolist()}): no weights to keep",
-                result,
-            )
-        clock.evaluations += search.search_cost(len(candidates), stage["rungs"], stage["keep"])
-        params, opt_state, weights = result.params, result.opt_state, result.weights
-        weight_rows += [np.asarray(weights)] * (end - done)
+    for stage in found.report.stages:
+        weight_rows += [np.asarray(stage.weights)] * stage.rungs[-1]
         stage_info.append(
             {
-                "start_step": done,
-                "rungs": list(stage["rungs"]),
-                "candidates": np.asarray(candidates).tolist(),
-                "rung_scores": np.asarray(result.rung_scores).tolist(),
-                "survivor": int(result.index),
-                "weights": np.asarray(weights).tolist(),
+                "start_step": stage.start_step,
+                "rungs": list(stage.rungs),
+                "candidates": np.asarray(stage.candidates).tolist(),
+                "rung_scores": np.asarray(stage.rung_scores).tolist(),
+                "survivor": stage.survivor,
+                "weights": np.asarray(stage.weights).tolist(),
             }
         )
-        done = end
+    done = found.report.steps
     probes.append(functions.probe(params, weights, functions.probe_batch))
     probe_steps.append(done)
     validation = chunk.evaluate(benchmark, params, benchmark.dataset.validation)
@@ -253,7 +282,7 @@ def run(
     )
     state = asj.TrainState(asj.FixedWeightsState(weights), opt_state)
     keys = jax.random.split(jax.random.key(seed), steps)
-    losses = [np.mean(records.losses, axis=0).tolist()]
+    losses = [np.mean(losses_1, axis=0).tolist()]
     while done < steps:
         length = min(eval_every - done % eval_every, steps - done)
         arguments = (
@@ -283,7 +312,6 @@ def run(
         probe_steps.append(done)
     test = chunk.evaluate(benchmark, best.params, benchmark.dataset.test)
     stride = max(1, -(-steps // 200))
-    phase_one = records.estimator_metrics
     return RunResult(
         benchmark=benchmark.name,
         method=config.label,
@@ -304,9 +332,9 @@ def run(
         gradient_evaluations=clock.evaluations,
         weight_steps=list(range(1, steps + 1, stride)),
         weights=np.asarray(weight_rows[::stride], np.float64).tolist(),
-        estimator_steps=list(range(1, len(records.losses) + 1)),
+        estimator_steps=list(range(1, len(losses_1) + 1)),
         estimator_metrics={
-            name: np.asarray(v, np.float64).tolist() for name, v in phase_one._asdict().items()
+            name: np.asarray(v, np.float64).tolist() for name, v in metrics_1._asdict().items()
         },
         probe_steps=probe_steps,
         probe_metrics={

@@ -1,6 +1,7 @@
 """The bench method autoscale_search: phase 1, the search, the survivor; its cost accounting."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from bench_tiny import BUDGET, STEPS, tiny_benchmark, tiny_report
@@ -79,39 +80,34 @@ def test_search_run_refuses_a_search_longer_than_the_budget():
 
 @pytest.mark.parametrize("fresh", [True, False])
 def test_search_starts_from_a_fresh_optimizer_state_unless_told_not_to(monkeypatch, fresh):
+    # The bench runs the public WeightSearch; the state after its first chunk (phase 1, one
+    # chunk) holds the candidates' optimizer state as stage 1 starts.
     seen = []
-    compiled_search = search_run._compiled_search
+    run = search.WeightSearch.run
 
-    def recording(benchmark, stage, reference, arguments, *rest):
-        seen.append(arguments[2])
-        return compiled_search(benchmark, stage, reference, arguments, *rest)
+    def recording(self, state, batches, *, callback=None, **kwargs):
+        def record(state):
+            seen.append(state)
+            return callback(state)
 
-    monkeypatch.setattr(search_run, "_compiled_search", recording)
+        return run(self, state, batches, callback=record, **kwargs)
+
+    monkeypatch.setattr(search.WeightSearch, "run", recording)
     options = dict(_config().options, fresh_optimizer=fresh)
-    bench = tiny_benchmark()
-    search_run.run(bench, MethodConfig("s", SEARCH_METHOD, options), **BUDGET)
-    (adam_state, _) = seen[0]
+    search_run.run(tiny_benchmark(), MethodConfig("s", SEARCH_METHOD, options), **BUDGET)
+    assert int(seen[0].step) == ESTIMATION
+    (adam_state, _) = seen[0].opt_state
     # A fresh Adam has seen no step and holds no moment; the carried one holds phase 1's.
-    assert int(adam_state.count) == (0 if fresh else ESTIMATION)
+    assert set(np.asarray(adam_state.count).tolist()) == {0 if fresh else ESTIMATION}
     moments = np.concatenate([np.ravel(m) for m in jax.tree.leaves(adam_state.nu)])
     assert (np.max(np.abs(moments)) == 0.0) == fresh
 
 
 def test_a_search_that_did_not_pick_by_score_fails_the_run_loudly(monkeypatch):
-    # The compiled search returns ok=False instead of raising: the bench must not keep going
-    # with the first candidate's (possibly NaN) parameters as if it had won.
-    bench = tiny_benchmark()
-    compiled = search_run._compiled_search
-
-    def failing(*args, **kwargs):
-        find, seconds = compiled(*args, **kwargs)
-
-        def find_not_ok(*arguments):
-            result = find(*arguments)
-            return result._replace(ok=np.asarray(False), nonfinite=np.ones_like(result.nonfinite))
-
-        return find_not_ok, seconds
-
-    monkeypatch.setattr(search_run, "_compiled_search", failing)
-    with pytest.raises(search.SearchError, match="stage 0: every candidate's score"):
-        run_seeds(bench, _config(), (0,), baselines=tiny_report().baselines, **BUDGET)
+    # Every candidate's validation score is NaN: the bench must not keep going with the first
+    # candidate's (possibly NaN) parameters as if it had won. Other rungs than _config()'s: a
+    # search of its own (searches are cached on the benchmark by their options).
+    monkeypatch.setattr(search_run, "_score_fn", lambda *_: lambda p: jnp.float32(jnp.nan))
+    options = dict(_config().options, rungs=(4, 12))
+    with pytest.raises(search.SearchError, match="did not pick by score"):
+        search_run.run(tiny_benchmark(), MethodConfig("s", SEARCH_METHOD, options), **BUDGET)
