@@ -15,10 +15,10 @@ from autoscale_jax.accumulation import (
 from autoscale_jax.base import (
     FastPath,
     MultiTaskTransformation,
-    needs_task_gradients,
     task_weights,
     weighted_sum,
 )
+from autoscale_jax.dispatch import needs_task_gradients
 from autoscale_jax.jacobian import (
     ObservedGramian,
     SplitLoss,

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from autoscale_jax import _composition, base, checks
+from autoscale_jax import _composition, base, checks, dispatch
 
 # optax < 0.2.4 names it safe_int32_increment (the counters here are int32).
 _safe_increment = getattr(optax, "safe_increment", None) or optax.safe_int32_increment
@@ -148,7 +148,7 @@ def multi_steps(
         _composition.holds_optimizer("asj.multi_steps")
         return jax.lax.cond(count >= every_k, emit, hold, None)
 
-    return base.multitask_transformation(init_fn, update_fn)
+    return dispatch.multitask_transformation(init_fn, update_fn)
 
 
 class ApplyIfFiniteState(NamedTuple):

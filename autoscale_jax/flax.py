@@ -61,7 +61,7 @@ import optax
 from flax import nnx
 from flax.training import train_state as linen_train_state
 
-from autoscale_jax import _composition, _nnx, base, jacobian, restart, train
+from autoscale_jax import _composition, _nnx, base, dispatch, jacobian, restart, train
 from autoscale_jax._nnx import optimizer_update as _optimizer_update
 from autoscale_jax._nnx import pure as _pure
 from autoscale_jax._nnx import pure_loss as _pure_loss
@@ -245,7 +245,7 @@ def nnx_train_step(
         task_gradients: str = "auto",
         **update_inputs: Any,
     ) -> jax.Array:
-        if task_gradients not in base.TASK_GRADIENT_POLICIES:
+        if task_gradients not in dispatch.TASK_GRADIENT_POLICIES:
             raise ValueError(f"task_gradients must be 'auto' or 'never', got {task_gradients!r}.")
         opt_state = _pure(optimizer.opt_state)
         if task_gradients == "never":
@@ -286,7 +286,7 @@ def nnx_train_step(
 def needs_task_gradients(optimizer: Any) -> Any:
     """:func:`autoscale_jax.needs_task_gradients` of an ``nnx.Optimizer`` or linen
     :class:`TrainState`: whether the next step still needs per-task gradients."""
-    return base.needs_task_gradients(optimizer.tx, _pure(optimizer.opt_state))
+    return dispatch.needs_task_gradients(optimizer.tx, _pure(optimizer.opt_state))
 
 
 def task_weights(optimizer: Any) -> jax.Array:
@@ -367,7 +367,7 @@ class TrainState(linen_train_state.TrainState):
         Returns:
           ``(new_state, losses)``.
         """
-        if task_gradients not in base.TASK_GRADIENT_POLICIES:
+        if task_gradients not in dispatch.TASK_GRADIENT_POLICIES:
             raise ValueError(f"task_gradients must be 'auto' or 'never', got {task_gradients!r}.")
         step = train.multitask_train_step(loss_fn, self.tx, restart_moments=restart_moments)
         run = step.step if task_gradients == "auto" else step.one_gradient_step
@@ -379,4 +379,4 @@ class TrainState(linen_train_state.TrainState):
     def needs_task_gradients(self) -> Any:
         """Whether the next step still needs per-task gradients (see
         :func:`autoscale_jax.needs_task_gradients`)."""
-        return base.needs_task_gradients(self.tx, self.opt_state)
+        return dispatch.needs_task_gradients(self.tx, self.opt_state)

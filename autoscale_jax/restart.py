@@ -60,7 +60,7 @@ import jax.numpy as jnp
 import optax
 import optax.contrib
 
-from autoscale_jax import accumulation, base
+from autoscale_jax import accumulation, dispatch
 from autoscale_jax._autoscale_state import AutoScaleState
 
 __all__ = ["register_state", "restart_at_phase_switch", "restart_moments"]
@@ -155,8 +155,8 @@ def _multitask_part(tx: Any, state: Any, required: bool = False) -> Any:
     """The multi-task part's ``(fast_path, state)`` inside ``tx``'s state; ``None`` when there
     is none (a plain optimizer), unless ``required``."""
     try:
-        optax.with_extra_args_support(tx).update(None, state, None, loss_vjp=base._QUERY)
-    except base._TaskGradientAnswer as answer:
+        optax.with_extra_args_support(tx).update(None, state, None, loss_vjp=dispatch._QUERY)
+    except dispatch._TaskGradientAnswer as answer:
         return answer
     except Exception as err:  # no multi-task part: the optimizer's own update failed
         if required:

@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from autoscale_jax import _composition, base, modes, restart
+from autoscale_jax import _composition, dispatch, modes, restart
 
 
 class TrainState(NamedTuple):
@@ -96,7 +96,7 @@ def multitask_train_step(
     """A train step for ``weighting`` (then ``optimizer``) with the one-backward-pass fast path.
 
     Every step runs one forward pass and hands the loss VJP to the transformation
-    (``update(..., loss_vjp=vjp)``, see :func:`autoscale_jax.base.multitask_transformation`),
+    (``update(..., loss_vjp=vjp)``, see :func:`autoscale_jax.dispatch.multitask_transformation`),
     which computes the K per-task gradients or the single gradient ``∇ Σ_k w_k L_k`` as its
     fast path says. The VJP travels as an extra argument, so the multi-task part may sit inside
     ``optax.chain``, ``optax.named_chain`` or ``optax.inject_hyperparams``, or inside the
@@ -231,7 +231,7 @@ def multitask_train_step(
         return step_fn
 
     def needs_task_gradients(state: TrainState) -> Any:
-        return base.needs_task_gradients(weighting, state.weighting)
+        return dispatch.needs_task_gradients(weighting, state.weighting)
 
     return TrainStep(init_fn, build_step("auto"), build_step("never"), needs_task_gradients)
 
@@ -248,7 +248,7 @@ def refuse_premature_one_gradient_step(weighting: Any, state: Any, what: str) ->
       what: the call being refused, for the message.
     """
     try:
-        needs = base.needs_task_gradients(weighting, state)
+        needs = dispatch.needs_task_gradients(weighting, state)
     except TypeError:
         return  # no multi-task part: the step raises its own error
     if isinstance(needs, bool | jax.core.Tracer):

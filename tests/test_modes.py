@@ -2,6 +2,7 @@
 sampling, and training every Gramian-based method through them."""
 
 import functools
+import importlib
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +12,7 @@ import pytest
 from conftest import shapes_in_jaxpr
 
 import autoscale_jax as asj
-from autoscale_jax import jacobian, metrics, weighting
+from autoscale_jax import jacobian, metrics, modes, weighting
 
 K = 4
 
@@ -270,6 +271,53 @@ def test_mode_errors_are_clear():
         train = asj.multitask_train_step(loss_fn, tx, optax.sgd(0.1), gradient_mode="gramian")
         with pytest.raises(ValueError, match="gradient_mode='stacked'"):
             train.step(params, train.init(params), x, y, key=jax.random.PRNGKey(0))
+
+
+def _mode_options(mode):
+    """The options a registered mode reads (a mode's contract test passes them)."""
+    return {"num_sampled_tasks": 2} if "num_sampled_tasks" in modes.MODES[mode].options else {}
+
+
+@pytest.mark.parametrize("mode", modes.GRADIENT_MODES)
+def test_every_registered_mode_follows_the_protocol(float64, mode):
+    found = modes.MODES[mode]
+    assert found.name == mode and isinstance(found.exact, bool)
+    assert importlib.import_module(f"autoscale_jax.modes.{mode}").MODE is found
+    assert (mode in modes.EXACT_MODES) == found.exact
+    loss_fn, params, x, y = problem(dtype=jnp.float64)
+    key = jax.random.key(0)
+    measure = asj.task_gramian(loss_fn, mode=mode, **_mode_options(mode))
+    losses, observed = measure(params, x, y, key=key)
+    np.testing.assert_allclose(losses, loss_fn(params, x, y), rtol=1e-12)
+    G = np.asarray(observed.gramian)
+    assert G.shape == (K, K)
+    np.testing.assert_allclose(G, G.T, rtol=1e-12, atol=1e-14)
+    if found.exact:
+        expected = stacked_gramian(loss_fn, params, x, y)
+        np.testing.assert_allclose(G, expected, rtol=1e-12, atol=1e-14)
+    # A train step in the mode: the update is the VJP of the weights the method chose.
+    train = asj.multitask_train_step(
+        loss_fn, asj.methods.mgda(K), optax.sgd(0.1), gradient_mode=mode, **_mode_options(mode)
+    )
+    new_params, state, _ = train.step(params, train.init(params), x, y, key=key)
+    weights = asj.task_weights(state)
+    grads = jax.grad(lambda p: loss_fn(p, x, y) @ weights)(params)
+    jax.tree.map(
+        lambda n, p, g: np.testing.assert_allclose(n, p - 0.1 * g, rtol=1e-6, atol=1e-9),
+        new_params,
+        params,
+        grads,
+    )
+
+
+def test_mode_registry_errors_name_the_mode_and_the_fix():
+    loss_fn, params, x, y = problem()
+    unknown = r"Unknown gradient_mode 'fast'; choose one of \('stacked'"
+    with pytest.raises(ValueError, match=unknown):
+        modes.linearize(loss_fn, params, (x, y), mode="fast")
+    only_sampled = "num_sampled_tasks is only used with gradient_mode='sampled'"
+    with pytest.raises(ValueError, match=only_sampled):
+        modes.check_mode("gramian", loss_fn, 2, None)
 
 
 def test_partial_labels_add_no_sample_of_an_absent_task():
