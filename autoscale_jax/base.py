@@ -104,16 +104,6 @@ class MultiTaskTransformation(optax.GradientTransformationExtraArgs):
     gramian_path: GramianPath | None = None
 
 
-def __getattr__(name: str) -> Any:
-    # Transitional: freeze.py and cr_mogm.py still call base.multitask_transformation, which
-    # lives in autoscale_jax.dispatch now (a lazy lookup: dispatch imports this module).
-    if name == "multitask_transformation":
-        from autoscale_jax import dispatch
-
-        return dispatch.multitask_transformation
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def weighted_sum(task_grads: Any, weights: jax.Array, present: jax.Array | None = None) -> Any:
     """Combines stacked task gradients ``Σ_k w_k g_k`` leaf by leaf (keeps each leaf's dtype).
 

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from autoscale_jax import base, checks
+from autoscale_jax import base, checks, dispatch
 from autoscale_jax.methods import _bases, _partial_labels
 from autoscale_jax.methods._registry import MethodInfo
 
@@ -208,7 +208,7 @@ def cr_mogm(
             weights=fast_weights,
             takes_task_mask=True,
         )
-    return base.multitask_transformation(init_fn, update_fn, fast_path)
+    return dispatch.multitask_transformation(init_fn, update_fn, fast_path)
 
 
 INFO = MethodInfo(

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, checks, weighting
+from autoscale_jax import base, checks, dispatch, weighting
 from autoscale_jax.methods import _partial_labels
 from autoscale_jax.methods._registry import MethodInfo
 
@@ -176,7 +176,7 @@ def freeze(
         return jnp.where(state.step < estimation_steps, inner, state.task_weights)
 
     fast_path = base.FastPath(needs_task_gradients, fast_path_weights, takes_task_mask=True)
-    return base.multitask_transformation(init_fn, update_fn, fast_path)
+    return dispatch.multitask_transformation(init_fn, update_fn, fast_path)
 
 
 INFO = MethodInfo(
