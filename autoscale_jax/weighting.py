@@ -28,6 +28,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from autoscale_jax import metrics
 
@@ -74,7 +75,9 @@ def loss_balance_weights(losses: jax.Array) -> jax.Array:
       Array([1.5, 0.5], dtype=float32)
     """
     losses = metrics.at_least_float32(losses)
-    if not isinstance(losses, jax.core.Tracer) and bool(jnp.any(losses < 0)):
+    # NumPy: inside a trace (a lax.cond branch, even eagerly) jnp ops on a concrete array
+    # give tracers.
+    if not isinstance(losses, jax.core.Tracer) and bool(np.any(np.asarray(losses) < 0)):
         raise ValueError(
             f"loss_balance_weights (guide='loss') needs non-negative losses, got "
             f"{losses.tolist()}: shift them by a lower bound (L_k - min L_k) or use guide='gms'."

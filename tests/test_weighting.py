@@ -1,5 +1,6 @@
 """Weight rules: closed forms, the condition-number solver, aggregation."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -137,3 +138,19 @@ def test_aggregate_window_weights():
 def test_unknown_guide():
     with pytest.raises(ValueError, match="Unknown guide"):
         weighting.guide_rule("entropy")
+
+
+def test_loss_balance_weights_checks_concrete_losses_inside_a_traced_branch():
+    # AutoScale's eager guide="loss" calls it inside lax.cond with concrete losses, where jnp
+    # comparisons give tracers (it raised TracerBoolConversionError).
+    losses = jnp.array([1.0, 3.0])
+    weights = jax.lax.cond(
+        jnp.array(True), lambda: weighting.loss_balance_weights(losses), lambda: jnp.zeros(2)
+    )
+    np.testing.assert_allclose(weights, [1.5, 0.5])
+    with pytest.raises(ValueError, match="non-negative losses"):
+        jax.lax.cond(
+            jnp.array(True),
+            lambda: weighting.loss_balance_weights(-losses),
+            lambda: jnp.zeros(2),
+        )
