@@ -148,9 +148,10 @@ def test_loss_balance_weights_checks_concrete_losses_inside_a_traced_branch():
         jnp.array(True), lambda: weighting.loss_balance_weights(losses), lambda: jnp.zeros(2)
     )
     np.testing.assert_allclose(weights, [1.5, 0.5])
+    negative = -losses
     with pytest.raises(ValueError, match="non-negative losses"):
         jax.lax.cond(
             jnp.array(True),
-            lambda: weighting.loss_balance_weights(-losses),
+            lambda: weighting.loss_balance_weights(negative),
             lambda: jnp.zeros(2),
         )
