@@ -220,6 +220,17 @@ def test_gramian_mode_inside_a_chain_with_a_shared_mask():
     jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6), pa, pb)
 
 
+def assert_sgd_step_on_weighted_losses(new_params, params, loss_fn, x, y, weights, atol):
+    """``new_params`` is one SGD step (lr 0.1) on ``∇ Σ w_k L_k`` from ``params``."""
+    grads = jax.grad(lambda p: loss_fn(p, x, y) @ weights)(params)
+    jax.tree.map(
+        lambda n, p, g: np.testing.assert_allclose(n, p - 0.1 * g, rtol=1e-5, atol=atol),
+        new_params,
+        params,
+        grads,
+    )
+
+
 @pytest.mark.parametrize("mode", ["representation", "last_layer"])
 def test_representation_modes_use_the_rule_of_their_gramian_and_one_vjp(mode):
     loss_fn, params, x, y = problem(seed=5)
@@ -233,13 +244,7 @@ def test_representation_modes_use_the_rule_of_their_gramian_and_one_vjp(mode):
         loss_fn, asj.methods.mgda(K), optax.sgd(0.1), gradient_mode=mode
     )
     new_params, _, _ = train.step(params, train.init(params), x, y)
-    grads = jax.grad(lambda p: loss_fn(p, x, y) @ expected)(params)
-    jax.tree.map(
-        lambda n, p, g: np.testing.assert_allclose(n, p - 0.1 * g, rtol=1e-5, atol=1e-7),
-        new_params,
-        params,
-        grads,
-    )
+    assert_sgd_step_on_weighted_losses(new_params, params, loss_fn, x, y, expected, atol=1e-7)
 
 
 def test_sampled_mode_trains_autoscale_and_methods():
@@ -301,13 +306,7 @@ def test_every_registered_mode_follows_the_protocol(float64, mode):
     )
     new_params, state, _ = train.step(params, train.init(params), x, y, key=key)
     weights = asj.task_weights(state)
-    grads = jax.grad(lambda p: loss_fn(p, x, y) @ weights)(params)
-    jax.tree.map(
-        lambda n, p, g: np.testing.assert_allclose(n, p - 0.1 * g, rtol=1e-6, atol=1e-9),
-        new_params,
-        params,
-        grads,
-    )
+    assert_sgd_step_on_weighted_losses(new_params, params, loss_fn, x, y, weights, atol=1e-9)
 
 
 def test_mode_registry_errors_name_the_mode_and_the_fix():

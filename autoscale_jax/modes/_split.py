@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -10,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import jacobian, metrics
-from autoscale_jax.modes._protocol import Forward, ModeCall
+from autoscale_jax.modes._protocol import Forward, GradientMode, ModeCall
 
 
 class _HeadsVJP(NamedTuple):
@@ -88,3 +89,14 @@ def split_forward(call: ModeCall, part: int) -> Forward:
         return jacobian.ObservedGramian(metrics.gramian(grads, mask))
 
     return Forward(losses, loss_vjp, counts, task_gramian)
+
+
+def split_mode(name: str, part: int, order: int) -> GradientMode:
+    """The :class:`GradientMode` of a mode that measures the Gramian through the heads."""
+    return GradientMode(
+        name=name,
+        exact=False,
+        forward=functools.partial(split_forward, part=part),
+        check=require_split_loss(name),
+        order=order,
+    )

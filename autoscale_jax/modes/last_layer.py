@@ -7,15 +7,6 @@ approximate.
 
 from __future__ import annotations
 
-import functools
+from autoscale_jax.modes._split import split_mode
 
-from autoscale_jax.modes._protocol import GradientMode
-from autoscale_jax.modes._split import require_split_loss, split_forward
-
-MODE = GradientMode(
-    name="last_layer",
-    exact=False,
-    forward=functools.partial(split_forward, part=0),
-    check=require_split_loss("last_layer"),
-    order=3,
-)
+MODE = split_mode("last_layer", part=0, order=3)

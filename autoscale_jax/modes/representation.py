@@ -7,15 +7,6 @@ K VJPs through the heads of a :class:`~autoscale_jax.jacobian.SplitLoss` only; a
 
 from __future__ import annotations
 
-import functools
+from autoscale_jax.modes._split import split_mode
 
-from autoscale_jax.modes._protocol import GradientMode
-from autoscale_jax.modes._split import require_split_loss, split_forward
-
-MODE = GradientMode(
-    name="representation",
-    exact=False,
-    forward=functools.partial(split_forward, part=1),
-    check=require_split_loss("representation"),
-    order=2,
-)
+MODE = split_mode("representation", part=1, order=2)
