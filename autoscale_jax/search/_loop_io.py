@@ -23,6 +23,13 @@ def _signature(batch: Any) -> Any:
     return tree, [(tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves]
 
 
+def _stack(*xs: Any) -> Any:
+    """Host arrays stacked on the host (one transfer per chunk), others on the device."""
+    if all(isinstance(x, np.ndarray) for x in xs):
+        return np.stack(xs)
+    return jnp.stack([jnp.asarray(x) for x in xs])
+
+
 class Batches:
     """Batches by global step, ``step -> batch`` or the next item of an iterator that starts at
     step ``offset``; every batch must have the first one's structure, shapes and dtypes."""
@@ -77,7 +84,7 @@ class Batches:
                     "layout; give equal batches (drop or pad the last, smaller one)."
                 )
         items += [items[-1]] * (size - count)
-        stacked = jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *items)
+        stacked = jax.tree.map(_stack, *items)
         return stacked, jnp.arange(size) < count
 
 

@@ -7,7 +7,8 @@ and runs the design of the bench's ``autoscale_search``:
 1. **Phase 1** (steps ``0 .. T1-1``, default ``T1 = max(window, 0.05 T)``):
    :func:`autoscale_jax.autoscale` with a guide (default ``"gms"``, warm start, windows of 10,
    ``metric_mask="shared"``) trains ``θ`` and picks ``w_1``; the step that ends phase 1
-   restarts the optimizer's moments (:mod:`autoscale_jax.restart`; schedules keep running).
+   restarts the optimizer's moments (:mod:`autoscale_jax.restart`; schedules keep running;
+   ``restart=False`` carries them on; ``record=`` records each phase-1 step).
 2. **Stages** (:func:`~autoscale_jax.search.default_stages`): candidates around the pick so far
    (``w(α) ∝ w_1^α``, then for ``K ≥ 3`` per-task ×4 moves around the first survivor), each
    trained from the pick's parameters and optimizer state with fixed weights,
@@ -190,6 +191,7 @@ class WeightSearch:
                 f"than budget = {self.budget}: lower estimation_steps or the rungs."
             )
         self._ends: dict[int, Callable] = {}
+        self._start = jax.jit(_state.start_stage, static_argnums=(1, 3))  # no eager ops
 
     def _segment(self, step: int) -> _state.Segment:
         return next(seg for seg in self.segments if seg.start <= step < seg.end)
@@ -301,22 +303,26 @@ class WeightSearch:
         state = self._placed(state, 1 if seg.last else int(state.ids.shape[0]))
         if seg.last:
             s = seg.stage
-            raise_if_failed(
-                SearchResult(
-                    state.weights[0],
-                    state.survivors[s],
-                    _state.take(state.params, 0),
-                    _state.take(state.opt_state, 0),
-                    state.rung_scores[s],
-                    state.rung_losses[s],
-                    state.nonfinite[s],
-                    ~jnp.any(state.nonfinite[s]),
-                ),
-                stage.rungs,
-            )
+            if np.any(np.asarray(state.nonfinite[s])):  # the result only for the error
+                self._fail(state, s, stage.rungs)
             if s + 1 < len(self.stages):
                 state = self._start_stage(state, s + 1)
         return state
+
+    def _fail(self, state: _state.SearchState, s: int, rungs: tuple[int, ...]) -> None:
+        raise_if_failed(
+            SearchResult(
+                state.weights[0],
+                state.survivors[s],
+                _state.take(state.params, 0),
+                _state.take(state.opt_state, 0),
+                state.rung_scores[s],
+                state.rung_losses[s],
+                state.nonfinite[s],
+                ~jnp.any(state.nonfinite[s]),
+            ),
+            rungs,
+        )
 
     def _placed(self, state: _state.SearchState, rows: int) -> _state.SearchState:
         fields = {n: getattr(state, n) for n in _state.CANDIDATE_FIELDS}
@@ -333,7 +339,7 @@ class WeightSearch:
             )
         candidates = self.stages[s].candidates(weights)
         rows = _loop_io.rows_for(candidates.shape[0], self._mesh)
-        state = _state.start_stage(state, s, candidates, rows)
+        state = self._start(state, s, candidates, rows)
         return self._placed(state, rows)
 
     def result(self, state: _state.SearchState) -> WeightSearchResult:

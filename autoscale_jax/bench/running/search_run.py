@@ -11,7 +11,7 @@ One run (a seed) does, on the same batches as every other method of that seed:
    scale of the phase-1 weights and, with β2 = 0.999, distort every candidate's effective
    weights for hundreds of steps; measured on tuning seeds 100-104 of the five
    discriminating benchmarks, the fresh state improved the search's Δm by 4.5-9.3 points;
-   :meth:`~autoscale_jax.bench.running.recipe.Recipe.restart`: the recipe's schedule goes on)
+   the restart of :mod:`autoscale_jax.restart` at phase 1's last step: the schedule goes on)
    and pruned by successive halving on the
    validation score the bench selects checkpoints with (Δm% against the single-task baselines);
    option ``candidates`` replaces the family by given [C, K] weights (with one row: phase 1,
@@ -29,9 +29,9 @@ weights, AutoScale's estimator metrics), times it and trains the survivor on.
 
 Cost: K gradient evaluations per phase-1 step, the searches' candidate steps
 (:func:`autoscale_jax.search.search_cost`), then 1 per step. The searches' wall time includes
-their validation scoring (a forward pass of each live candidate per rung); compilation (the
-durations JAX reports for tracing, lowering and compiling, :mod:`jax.monitoring`) is off the
-clock.
+their validation scoring (a forward pass of each live candidate per rung); ``chunk_times_s``
+holds phase 1, each rung of each stage, then the survivor's chunks. Compilation (the durations
+JAX reports for tracing, lowering and compiling, :mod:`jax.monitoring`) is off the clock.
 
 Example:
   >>> from autoscale_jax.bench.experiments.baselines import single_task_baselines
@@ -142,6 +142,11 @@ def _stages(options: Mapping[str, Any]) -> tuple[search.Stage, ...]:
     return tuple(stages)
 
 
+def _phase_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    names = ("estimation_steps", "guide", "window", "metric_mask")
+    return {name: options[name] for name in names if name in options}
+
+
 def _record(train_state: Any, losses: jax.Array) -> tuple:
     """What the bench records after every phase-1 step."""
     return losses, asj.task_weights(train_state.weighting), train_state.weighting.metrics
@@ -157,7 +162,8 @@ def _weight_search(
 ) -> search.WeightSearch:
     """The run's :class:`~autoscale_jax.search.WeightSearch` (the recipe's optimizer over the
     run's ``steps``), cached on the benchmark so that seeds share its compiled programs."""
-    phase = {k: options[k] for k in ("estimation_steps", "guide", "window", "metric_mask")}
+    # Phase 1 as before: AutoScale's own defaults for a guide, window or mask not given.
+    phase = {"guide": "gms", "window": 10, "metric_mask": None, **_phase_options(options)}
     stages = _stages(options)
     key = TrainerKey(
         MethodKey(SEARCH_METHOD, repr((sorted(options.items()), reference))),
