@@ -119,7 +119,7 @@ def _recipe(steps: int, batch_size: int = 128) -> Recipe:
 # 2-core CPU while equal weights stay far from the best fixed weights (measured: Δm ≈ -85 % vs
 # ≈ -10 % for the best grid point, seed sd ≈ 2).
 _QUICK_MNIST = BenchmarkSpec("multi_mnist", {"image_size": 20}, {}, _recipe(800))
-# Weighting matters on each of these (see the README's results). Two tasks: 13 ratios
+# Weighting matters on each of these (docs/benchmarks.md). Two tasks: 13 ratios
 # w2/w1 = 10^-3, 10^-2.5, ..., 10^3; three tasks: equal weights + 23 log-uniform draws with
 # ratios up to 1000 between any two tasks.
 _DISCRIMINATING = (
