@@ -15,7 +15,7 @@ MAIN_COMMAND = (
     'pip install -e ".[bench]" && autoscale-jax bench            # the main job: quick benchmark '
     "suite on embedded data (< 10 min, 2 CPU cores)"
 )
-TEST_COMMAND = 'pip install -e ".[test,bench]" && python -m pytest -q        # the tests'
+TEST_COMMAND = 'pip install -e ".[test,bench]" && python -m pytest -q -n auto  # the tests'
 
 
 def _readme() -> str:
@@ -37,7 +37,8 @@ def test_readme_test_command_is_the_one_ci_runs():
     ci_extras = set(re.search(r'pip install --quiet -e "\.\[([\w,]+)\]"', ci).group(1).split(","))
     assert {"test", "bench"} <= ci_extras
     ci_pytest = [line.strip() for line in ci.splitlines() if line.strip().startswith("python -m")]
-    assert any(line.startswith("python -m pytest -q") for line in ci_pytest), ci_pytest
+    readme_pytest = TEST_COMMAND.split("&&")[1].split("#")[0].strip()
+    assert any(line.startswith(readme_pytest) for line in ci_pytest), (readme_pytest, ci_pytest)
 
 
 def test_readme_python_blocks_run_as_pasted(tmp_path):
