@@ -28,6 +28,10 @@ KINDS = ("fixed", "guided", "smto")
 class MethodInfo(NamedTuple):
     """What the registry knows about a method.
 
+    An entry names ``name``, ``factory``, ``family`` and ``reference``; a field left ``None``
+    takes its family's value or the default below (:func:`check_info` fills it in), and a
+    declared value that contradicts its family is an error.
+
     Attributes:
       name: the registry name (equal to its module's name).
       factory: the function that builds it.
@@ -37,14 +41,20 @@ class MethodInfo(NamedTuple):
         order), ``"elementwise"`` (acts on the stacked gradients entry by entry) or
         ``"wrapper"`` (wraps another method).
       needs_task_gradients: whether any step needs the stacked per-task gradients (AutoScale:
-        during estimation only).
-      needs_key: whether ``update`` requires ``key=``.
-      needs_losses: whether ``update`` requires ``task_losses=``.
+        during estimation only). Implied by the family (:data:`IMPLIED`: ``False`` for
+        ``"loss"``, ``True`` for the gradient families); defaults to ``False`` for
+        ``"scalarization"`` and ``True`` for ``"wrapper"``.
+      needs_key: whether ``update`` requires ``key=``. Implied ``True`` for ``"surgery"``
+        (a random order); defaults to ``False``.
+      needs_losses: whether ``update`` requires ``task_losses=``. Defaults to ``True`` for
+        ``"loss"``, ``False`` otherwise.
       weight_convention: how ``task_weights`` are scaled: ``"sum_to_k"``, ``"sum_to_1"``,
-        ``"unnormalised"``, ``"as_given"``, ``"inherited"`` (a wrapper's) or ``"none"`` (no
-        weights).
-      constructor: the required argument: ``"num_tasks"``, ``"weights"`` or ``"method"``.
-      reference: the paper, ``Authors, Title, year (arXiv id)``.
+        ``"unnormalised"`` (no normalisation promised: the default), ``"as_given"``,
+        ``"inherited"`` (a wrapper's: implied by ``"wrapper"``, no other family's) or
+        ``"none"`` (no weights).
+      constructor: the required argument: ``"num_tasks"`` (the default), ``"weights"`` or
+        ``"method"`` (implied by ``"wrapper"``, no other family's).
+      reference: the paper, ``Authors, Title, year (arXiv id)`` (required).
       extra_inputs: keyword arguments of ``update`` beyond ``task_losses`` and ``key``.
       min_tasks: the fewest tasks the method is defined for with its default options (robust
         aggregators need more than two).
@@ -66,12 +76,12 @@ class MethodInfo(NamedTuple):
     name: str
     factory: Callable[..., MultiTaskTransformation]
     family: str
-    needs_task_gradients: bool
-    needs_key: bool
-    needs_losses: bool
-    weight_convention: str
-    constructor: str
-    reference: str
+    needs_task_gradients: bool | None = None
+    needs_key: bool | None = None
+    needs_losses: bool | None = None
+    weight_convention: str | None = None
+    constructor: str | None = None
+    reference: str = ""
     extra_inputs: tuple[str, ...] = ()
     min_tasks: int = 2
     symmetric: bool = True
@@ -80,12 +90,61 @@ class MethodInfo(NamedTuple):
     estimation_phase: bool | None = None
 
 
+# What a family implies: an entry may leave these out, and a declared value that differs is an
+# error ("loss": weights from the losses alone; "surgery": a random order; "wrapper": wraps a
+# method and keeps its weights, which no other family does).
+IMPLIED: dict[str, dict[str, Any]] = {
+    "scalarization": {},
+    "loss": {"needs_task_gradients": False},
+    "gramian": {"needs_task_gradients": True},
+    "surgery": {"needs_task_gradients": True, "needs_key": True},
+    "elementwise": {"needs_task_gradients": True},
+    "wrapper": {"weight_convention": "inherited", "constructor": "method"},
+}
+
+
+def _defaults(family: str) -> dict[str, Any]:
+    """The values of the fields an entry leaves ``None``: its family's (:data:`IMPLIED`), else
+    these."""
+    return {
+        "needs_task_gradients": family == "wrapper",
+        "needs_key": False,
+        "needs_losses": family == "loss",
+        "weight_convention": "unnormalised",
+        "constructor": "num_tasks",
+        **IMPLIED[family],
+    }
+
+
 def check_info(info: MethodInfo) -> MethodInfo:
-    """Validates one entry (so a typo in the table fails at import, not in a benchmark) and
-    fills ``takes_heads`` / ``estimation_phase`` from the factory's signature where the entry
-    leaves them ``None``."""
+    """Validates one entry (so a typo in the table fails at import, not in a benchmark), fills
+    the fields it leaves ``None`` from its family (:data:`IMPLIED`, then the defaults of
+    :class:`MethodInfo`) and ``takes_heads`` / ``estimation_phase`` from the factory's
+    signature."""
     if info.family not in FAMILIES:
-        raise ValueError(f"{info.name}: unknown family {info.family!r}.")
+        raise ValueError(f"{info.name}: unknown family {info.family!r}; one of {FAMILIES}.")
+    if not info.reference:
+        raise ValueError(
+            f"{info.name}: no reference: declare reference='Authors, Title, year (arXiv id)'."
+        )
+    for field, value in IMPLIED[info.family].items():
+        if getattr(info, field) not in (None, value):
+            raise ValueError(
+                f"{info.name}: family {info.family!r} implies {field}={value!r}, but the entry "
+                f"declares {getattr(info, field)!r}: leave {field} out or fix the family."
+            )
+    for field, value in IMPLIED["wrapper"].items():  # a wrapper's, no other family's
+        if info.family != "wrapper" and getattr(info, field) == value:
+            raise ValueError(
+                f"{info.name}: {field}={value!r} belongs to a wrapper, but the family is "
+                f"{info.family!r}: declare family='wrapper' or another {field}."
+            )
+    filled = {
+        field: value
+        for field, value in _defaults(info.family).items()
+        if getattr(info, field) is None
+    }
+    info = info._replace(**filled)
     if info.weight_convention not in WEIGHT_CONVENTIONS:
         raise ValueError(f"{info.name}: unknown weight convention {info.weight_convention!r}.")
     if info.constructor not in CONSTRUCTORS:
@@ -221,7 +280,7 @@ def markdown_table(infos: list[MethodInfo]) -> str:
         needs += [f"`{extra}`" for extra in info.extra_inputs]
         if info.min_tasks > 2:
             needs.append(f"K ≥ {info.min_tasks}")
-        convention = info.weight_convention.replace("_", " ").replace("to k", "to K")
+        convention = str(info.weight_convention).replace("_", " ").replace("to k", "to K")
         rows.append(
             f"| `{info.name}` | {info.family} | {', '.join(needs)} | {convention} | "
             f"{info.reference} |"

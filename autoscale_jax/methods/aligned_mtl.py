@@ -173,11 +173,6 @@ INFO = MethodInfo(
     name="aligned_mtl",
     factory=aligned_mtl,
     family="gramian",
-    needs_task_gradients=True,
-    needs_key=False,
-    needs_losses=False,
-    weight_convention="unnormalised",
-    constructor="num_tasks",
     reference=(
         "Senushkin et al, Independent Component Alignment for Multi-Task Learning, 2023 "
         "(arXiv 2305.19000)"

@@ -208,11 +208,6 @@ INFO = MethodInfo(
     name="auto_lambda",
     factory=auto_lambda,
     family="elementwise",
-    needs_task_gradients=True,
-    needs_key=False,
-    needs_losses=False,
-    weight_convention="unnormalised",
-    constructor="num_tasks",
     reference=(
         "Liu, James, Davison & Johns, Auto-Lambda: Disentangling Dynamic Task Relationships, "
         "TMLR 2022 (arXiv 2202.03091)"

@@ -218,10 +218,8 @@ INFO = MethodInfo(
     factory=autoscale,
     family="scalarization",
     needs_task_gradients=True,
-    needs_key=False,
     needs_losses=True,
     weight_convention="sum_to_k",
-    constructor="num_tasks",
     reference=(
         "Yang, Ikemura et al, AutoScale: Linear Scalarization Guided by Multi-Task Optimization "
         "Metrics, 2025 (arXiv 2508.13979)"

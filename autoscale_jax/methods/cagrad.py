@@ -236,11 +236,6 @@ INFO = MethodInfo(
     name="cagrad",
     factory=cagrad,
     family="gramian",
-    needs_task_gradients=True,
-    needs_key=False,
-    needs_losses=False,
-    weight_convention="unnormalised",
-    constructor="num_tasks",
     reference=(
         "Liu et al, Conflict-Averse Gradient Descent for Multi-task Learning, 2021 "
         "(arXiv 2110.14048)"

@@ -148,11 +148,6 @@ INFO = MethodInfo(
     name="config",
     factory=config,
     family="gramian",
-    needs_task_gradients=True,
-    needs_key=False,
-    needs_losses=False,
-    weight_convention="unnormalised",
-    constructor="num_tasks",
     reference=(
         "Liu, Chu & Thuerey, ConFIG: Towards Conflict-free Training of Physics Informed Neural "
         "Networks, 2024 (arXiv 2408.11104)"

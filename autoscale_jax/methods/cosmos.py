@@ -146,11 +146,6 @@ INFO = MethodInfo(
     name="cosmos",
     factory=cosmos,
     family="loss",
-    needs_task_gradients=False,
-    needs_key=False,
-    needs_losses=True,
-    weight_convention="unnormalised",
-    constructor="num_tasks",
     reference=(
         "Ruchte & Grabocka, Scalable Pareto Front Approximation for Deep Multi-Objective "
         "Learning, 2021 (arXiv 2103.13392)"

@@ -215,11 +215,6 @@ INFO = MethodInfo(
     name="cr_mogm",
     factory=cr_mogm,
     family="wrapper",
-    needs_task_gradients=True,
-    needs_key=False,
-    needs_losses=False,
-    weight_convention="inherited",
-    constructor="method",
     reference=(
         "Zhou et al, On the Convergence of Stochastic Multi-Objective Gradient Manipulation and "
         "Beyond, NeurIPS 2022 (OpenReview ScwfQ7hdwyP; no arXiv id found)"

@@ -154,10 +154,6 @@ INFO = MethodInfo(
     name="db_mtl",
     factory=db_mtl,
     family="elementwise",
-    needs_task_gradients=True,
-    needs_key=False,
     needs_losses=True,
-    weight_convention="unnormalised",
-    constructor="num_tasks",
     reference="Lin et al, Dual-Balancing for Multi-Task Learning, 2023 (arXiv 2308.12029)",
 )

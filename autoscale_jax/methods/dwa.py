@@ -138,10 +138,6 @@ INFO = MethodInfo(
     name="dwa",
     factory=dynamic_weight_average,
     family="loss",
-    needs_task_gradients=False,
-    needs_key=False,
-    needs_losses=True,
     weight_convention="sum_to_k",
-    constructor="num_tasks",
     reference="Liu et al, End-to-End Multi-Task Learning with Attention, 2019 (arXiv 1803.10704)",
 )

@@ -110,11 +110,7 @@ INFO = MethodInfo(
     name="edm",
     factory=edm,
     family="gramian",
-    needs_task_gradients=True,
-    needs_key=False,
-    needs_losses=False,
     weight_convention="sum_to_1",
-    constructor="num_tasks",
     reference=(
         "Katrutsa et al, Follow the bisector: a simple method for multi-objective optimization, "
         "2020 (arXiv 2007.06937)"

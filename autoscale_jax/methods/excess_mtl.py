@@ -186,10 +186,6 @@ INFO = MethodInfo(
     name="excess_mtl",
     factory=excess_mtl,
     family="elementwise",
-    needs_task_gradients=True,
-    needs_key=False,
-    needs_losses=False,
     weight_convention="sum_to_k",
-    constructor="num_tasks",
     reference="He et al, Robust Multi-Task Learning with Excess Risks, 2024 (arXiv 2402.02009)",
 )

@@ -88,10 +88,5 @@ INFO = MethodInfo(
     name="fairgrad",
     factory=fairgrad,
     family="gramian",
-    needs_task_gradients=True,
-    needs_key=False,
-    needs_losses=False,
-    weight_convention="unnormalised",
-    constructor="num_tasks",
     reference="Ban & Ji, Fair Resource Allocation in Multi-Task Learning, 2024 (arXiv 2402.15638)",
 )

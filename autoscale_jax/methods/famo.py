@@ -182,10 +182,6 @@ INFO = MethodInfo(
     name="famo",
     factory=famo,
     family="loss",
-    needs_task_gradients=False,
-    needs_key=False,
-    needs_losses=True,
     weight_convention="sum_to_1",
-    constructor="num_tasks",
     reference="Liu et al, FAMO: Fast Adaptive Multitask Optimization, 2023 (arXiv 2306.03792)",
 )

@@ -183,11 +183,7 @@ INFO = MethodInfo(
     name="freeze",
     factory=freeze,
     family="wrapper",
-    needs_task_gradients=True,
-    needs_key=False,
     needs_losses=True,
-    weight_convention="inherited",
-    constructor="method",
     reference=(
         "Gama & Grassi, Uniform loss vs. specialized optimization: a comparative analysis in "
         "multi-task learning, 2025 (arXiv 2505.10347)"

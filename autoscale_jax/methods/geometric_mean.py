@@ -100,11 +100,6 @@ INFO = MethodInfo(
     name="geometric_mean",
     factory=geometric_mean,
     family="loss",
-    needs_task_gradients=False,
-    needs_key=False,
-    needs_losses=True,
-    weight_convention="unnormalised",
-    constructor="num_tasks",
     reference=(
         "Chennupati et al, MultiNet++: Multi-Stream Feature Aggregation and Geometric Loss "
         "Strategy for Multi-Task Learning, 2019 (arXiv 1904.08492)"

@@ -161,11 +161,8 @@ INFO = MethodInfo(
     name="graddrop",
     factory=graddrop,
     family="elementwise",
-    needs_task_gradients=True,
     needs_key=True,
-    needs_losses=False,
     weight_convention="none",
-    constructor="num_tasks",
     reference=(
         "Chen et al, Just Pick a Sign: Optimizing Deep Multitask Models with Gradient Sign "
         "Dropout, 2020 (arXiv 2010.06808)"

@@ -56,11 +56,6 @@ INFO = MethodInfo(
     name="gradient_norm_scaling",
     factory=gradient_norm_scaling,
     family="gramian",
-    needs_task_gradients=True,
-    needs_key=False,
-    needs_losses=False,
-    weight_convention="unnormalised",
-    constructor="num_tasks",
     reference="Gradient-norm loss scaling for multi-task learning, 2025 (arXiv 2509.23915)",
     kind="guided",
 )

@@ -155,11 +155,8 @@ INFO = MethodInfo(
     name="gradnorm",
     factory=gradnorm,
     family="gramian",
-    needs_task_gradients=True,
-    needs_key=False,
     needs_losses=True,
     weight_convention="sum_to_k",
-    constructor="num_tasks",
     reference=(
         "Chen et al, GradNorm: Gradient Normalization for Adaptive Loss Balancing in Deep "
         "Multitask Networks, 2018 (arXiv 1711.02257)"

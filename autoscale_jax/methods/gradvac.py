@@ -174,11 +174,6 @@ INFO = MethodInfo(
     name="gradvac",
     factory=gradvac,
     family="surgery",
-    needs_task_gradients=True,
-    needs_key=True,
-    needs_losses=False,
-    weight_convention="unnormalised",
-    constructor="num_tasks",
     reference=(
         "Wang et al, Gradient Vaccine: Investigating and Improving Multi-task Optimization in "
         "Massively Multilingual Models, 2021 (arXiv 2010.05874)"

@@ -135,10 +135,6 @@ INFO = MethodInfo(
     name="imtl_g",
     factory=imtl_g,
     family="gramian",
-    needs_task_gradients=True,
-    needs_key=False,
-    needs_losses=False,
     weight_convention="sum_to_1",
-    constructor="num_tasks",
     reference="Liu et al, Towards Impartial Multi-task Learning, ICLR 2021",
 )

@@ -71,10 +71,5 @@ INFO = MethodInfo(
     name="imtl_l",
     factory=imtl_l,
     family="loss",
-    needs_task_gradients=False,
-    needs_key=False,
-    needs_losses=True,
-    weight_convention="unnormalised",
-    constructor="num_tasks",
     reference="Liu et al, Towards Impartial Multi-task Learning, ICLR 2021",
 )

@@ -203,11 +203,7 @@ INFO = MethodInfo(
     name="krum",
     factory=krum,
     family="gramian",
-    needs_task_gradients=True,
-    needs_key=False,
-    needs_losses=False,
     weight_convention="sum_to_1",
-    constructor="num_tasks",
     reference=(
         "Blanchard et al, Machine Learning with Adversaries: Byzantine Tolerant Gradient "
         "Descent, 2017 (arXiv 1703.02757)"

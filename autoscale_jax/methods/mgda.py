@@ -186,11 +186,7 @@ INFO = MethodInfo(
     name="mgda",
     factory=mgda,
     family="gramian",
-    needs_task_gradients=True,
-    needs_key=False,
-    needs_losses=False,
     weight_convention="sum_to_1",
-    constructor="num_tasks",
     reference=(
         "Sener & Koltun, Multi-Task Learning as Multi-Objective Optimization, 2018 "
         "(arXiv 1810.04650)"

@@ -152,11 +152,7 @@ INFO = MethodInfo(
     name="moco",
     factory=moco,
     family="elementwise",
-    needs_task_gradients=True,
-    needs_key=False,
-    needs_losses=False,
     weight_convention="sum_to_1",
-    constructor="num_tasks",
     reference=(
         "Fernando et al, Mitigating Gradient Bias in Multi-objective Learning: A Provably "
         "Convergent Stochastic Approach, 2023 (arXiv 2210.12624)"

@@ -123,11 +123,7 @@ INFO = MethodInfo(
     name="modo",
     factory=modo,
     family="gramian",
-    needs_task_gradients=True,
-    needs_key=False,
-    needs_losses=False,
     weight_convention="sum_to_1",
-    constructor="num_tasks",
     reference=(
         "Chen et al, Three-Way Trade-Off in Multi-Objective Learning: Optimization, "
         "Generalization and Conflict-Avoidance, 2023 (arXiv 2305.20057)"

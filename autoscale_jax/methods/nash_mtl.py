@@ -103,10 +103,5 @@ INFO = MethodInfo(
     name="nash_mtl",
     factory=nash_mtl,
     family="gramian",
-    needs_task_gradients=True,
-    needs_key=False,
-    needs_losses=False,
-    weight_convention="unnormalised",
-    constructor="num_tasks",
     reference="Navon et al, Multi-Task Learning as a Bargaining Game, 2022 (arXiv 2202.01017)",
 )

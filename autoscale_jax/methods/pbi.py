@@ -149,11 +149,6 @@ INFO = MethodInfo(
     name="pbi",
     factory=pbi,
     family="loss",
-    needs_task_gradients=False,
-    needs_key=False,
-    needs_losses=True,
-    weight_convention="unnormalised",
-    constructor="num_tasks",
     reference=(
         "Zhang & Li, MOEA/D: A Multiobjective Evolutionary Algorithm Based on Decomposition, "
         "IEEE TEVC 2007 (penalty-based boundary intersection)"

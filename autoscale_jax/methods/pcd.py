@@ -242,11 +242,6 @@ INFO = MethodInfo(
     name="pcd",
     factory=pcd,
     family="gramian",
-    needs_task_gradients=True,
-    needs_key=False,
-    needs_losses=False,
-    weight_convention="unnormalised",
-    constructor="num_tasks",
     reference=(
         "Varam & AlHajri, Not All Objectives Are Born Equal: Priority-Constrained Descent for "
         "Hierarchical Multi-Objective Optimization, TMLR 2026 (arXiv 2606.29521)"

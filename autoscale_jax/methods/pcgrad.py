@@ -105,10 +105,5 @@ INFO = MethodInfo(
     name="pcgrad",
     factory=pcgrad,
     family="surgery",
-    needs_task_gradients=True,
-    needs_key=True,
-    needs_losses=False,
-    weight_convention="unnormalised",
-    constructor="num_tasks",
     reference="Yu et al, Gradient Surgery for Multi-Task Learning, 2020 (arXiv 2001.06782)",
 )

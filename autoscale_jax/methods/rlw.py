@@ -102,11 +102,9 @@ INFO = MethodInfo(
     name="rlw",
     factory=random_loss_weighting,
     family="loss",
-    needs_task_gradients=False,
     needs_key=True,
     needs_losses=False,
     weight_convention="sum_to_k",
-    constructor="num_tasks",
     reference=(
         "Lin et al, Reasonable Effectiveness of Random Weighting: A Litmus Test for Multi-Task "
         "Learning, 2022 (arXiv 2111.10603)"

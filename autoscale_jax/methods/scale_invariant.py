@@ -68,11 +68,6 @@ INFO = MethodInfo(
     name="scale_invariant",
     factory=scale_invariant,
     family="loss",
-    needs_task_gradients=False,
-    needs_key=False,
-    needs_losses=True,
-    weight_convention="unnormalised",
-    constructor="num_tasks",
     reference=(
         "Navon et al, Multi-Task Learning as a Bargaining Game, 2022 (arXiv 2202.01017), its SI "
         "baseline"

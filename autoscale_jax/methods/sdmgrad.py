@@ -186,11 +186,7 @@ INFO = MethodInfo(
     name="sdmgrad",
     factory=sdmgrad,
     family="gramian",
-    needs_task_gradients=True,
-    needs_key=False,
-    needs_losses=False,
     weight_convention="sum_to_1",
-    constructor="num_tasks",
     reference=(
         "Xiao et al, Direction-oriented Multi-objective Learning: Simple and Provable "
         "Stochastic Algorithms, 2023 (arXiv 2305.18409)"

@@ -203,11 +203,6 @@ INFO = MethodInfo(
     name="stch",
     factory=stch,
     family="loss",
-    needs_task_gradients=False,
-    needs_key=False,
-    needs_losses=True,
-    weight_convention="unnormalised",
-    constructor="num_tasks",
     reference=(
         "Lin et al, Smooth Tchebycheff Scalarization for Multi-Objective Optimization, 2024 "
         "(arXiv 2402.19078)"

@@ -162,11 +162,7 @@ INFO = MethodInfo(
     name="trimmed_mean",
     factory=trimmed_mean,
     family="elementwise",
-    needs_task_gradients=True,
-    needs_key=False,
-    needs_losses=False,
     weight_convention="none",
-    constructor="num_tasks",
     reference=(
         "Yin et al, Byzantine-Robust Distributed Learning: Towards Optimal Statistical Rates, "
         "2018 (arXiv 1803.01498)"

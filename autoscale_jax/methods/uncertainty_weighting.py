@@ -79,11 +79,6 @@ INFO = MethodInfo(
     name="uncertainty_weighting",
     factory=uncertainty_weighting,
     family="loss",
-    needs_task_gradients=False,
-    needs_key=False,
-    needs_losses=True,
-    weight_convention="unnormalised",
-    constructor="num_tasks",
     reference=(
         "Kendall et al, Multi-Task Learning Using Uncertainty to Weigh Losses for Scene "
         "Geometry and Semantics, 2018 (arXiv 1705.07115)"

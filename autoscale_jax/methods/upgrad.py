@@ -140,11 +140,6 @@ INFO = MethodInfo(
     name="upgrad",
     factory=upgrad,
     family="gramian",
-    needs_task_gradients=True,
-    needs_key=False,
-    needs_losses=False,
-    weight_convention="unnormalised",
-    constructor="num_tasks",
     reference=(
         "Quinton & Rey, Jacobian Descent for Multi-Objective Optimization, 2024 (arXiv 2406.16232)"
     ),

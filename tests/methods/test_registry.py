@@ -65,6 +65,128 @@ def test_registry_is_what_the_method_modules_declare():
     assert len(PUBLIC_MODULES) == len(declared) - 1  # fixed_weights.py also holds equal_weights
 
 
+# The entries as they stood when INFO learned its defaults (family, G/K/L for needs task
+# gradients / key / losses, weight convention, constructor): a change of the defaults or of
+# what a family implies must not move an existing method. A new method needs no row here.
+PINNED = {
+    "aligned_mtl": "gramian G unnormalised num_tasks",
+    "auto_lambda": "elementwise G unnormalised num_tasks",
+    "autoscale": "scalarization GL sum_to_k num_tasks",
+    "cagrad": "gramian G unnormalised num_tasks",
+    "config": "gramian G unnormalised num_tasks",
+    "cosmos": "loss L unnormalised num_tasks",
+    "cr_mogm": "wrapper G inherited method",
+    "db_mtl": "elementwise GL unnormalised num_tasks",
+    "dualproj": "gramian G unnormalised num_tasks",
+    "dwa": "loss L sum_to_k num_tasks",
+    "edm": "gramian G sum_to_1 num_tasks",
+    "equal_weights": "scalarization - sum_to_k num_tasks",
+    "excess_mtl": "elementwise G sum_to_k num_tasks",
+    "fairgrad": "gramian G unnormalised num_tasks",
+    "famo": "loss L sum_to_1 num_tasks",
+    "fixed_weights": "scalarization - as_given weights",
+    "freeze": "wrapper GL inherited method",
+    "geometric_mean": "loss L unnormalised num_tasks",
+    "graddrop": "elementwise GK none num_tasks",
+    "gradient_norm_scaling": "gramian G unnormalised num_tasks",
+    "gradnorm": "gramian GL sum_to_k num_tasks",
+    "gradvac": "surgery GK unnormalised num_tasks",
+    "imtl_g": "gramian G sum_to_1 num_tasks",
+    "imtl_l": "loss L unnormalised num_tasks",
+    "krum": "gramian G sum_to_1 num_tasks",
+    "mgda": "gramian G sum_to_1 num_tasks",
+    "moco": "elementwise G sum_to_1 num_tasks",
+    "modo": "gramian G sum_to_1 num_tasks",
+    "nash_mtl": "gramian G unnormalised num_tasks",
+    "pbi": "loss L unnormalised num_tasks",
+    "pcd": "gramian G unnormalised num_tasks",
+    "pcgrad": "surgery GK unnormalised num_tasks",
+    "rlw": "loss K sum_to_k num_tasks",
+    "scale_invariant": "loss L unnormalised num_tasks",
+    "sdmgrad": "gramian G sum_to_1 num_tasks",
+    "stch": "loss L unnormalised num_tasks",
+    "trimmed_mean": "elementwise G none num_tasks",
+    "uncertainty_weighting": "loss L unnormalised num_tasks",
+    "upgrad": "gramian G unnormalised num_tasks",
+}
+
+
+def _summary(info: _registry.MethodInfo) -> str:
+    flags = (("G", info.needs_task_gradients), ("K", info.needs_key), ("L", info.needs_losses))
+    needs = "".join(letter for letter, flag in flags if flag) or "-"
+    return f"{info.family} {needs} {info.weight_convention} {info.constructor}"
+
+
+def test_entries_filled_from_their_family_are_pinned():
+    assert {name: _summary(asj.methods.info(name)) for name in PINNED} == PINNED
+
+
+def _check(family, **fields):
+    entry = _registry.MethodInfo(name="m", factory=asj.methods.pcgrad, family=family, **fields)
+    return _registry.check_info(entry)
+
+
+@pytest.mark.parametrize(
+    ("family", "expected"),
+    [
+        ("scalarization", "scalarization - unnormalised num_tasks"),
+        ("loss", "loss L unnormalised num_tasks"),
+        ("gramian", "gramian G unnormalised num_tasks"),
+        ("surgery", "surgery GK unnormalised num_tasks"),
+        ("elementwise", "elementwise G unnormalised num_tasks"),
+        ("wrapper", "wrapper G inherited method"),
+    ],
+)
+def test_entry_leaving_fields_out_takes_the_family_values(family, expected):
+    assert _summary(_check(family, reference="R")) == expected
+
+
+# (id, the entry's family and fields, the error's message)
+CONFLICTS = [
+    (
+        "loss-with-task-gradients",
+        {"family": "loss", "needs_task_gradients": True},
+        "m: family 'loss' implies needs_task_gradients=False, but the entry declares True: "
+        "leave needs_task_gradients out or fix the family",
+    ),
+    (
+        "gramian-without-task-gradients",
+        {"family": "gramian", "needs_task_gradients": False},
+        "m: family 'gramian' implies needs_task_gradients=True",
+    ),
+    (
+        "surgery-without-key",
+        {"family": "surgery", "needs_key": False},
+        "m: family 'surgery' implies needs_key=True",
+    ),
+    (
+        "wrapper-with-num-tasks",
+        {"family": "wrapper", "constructor": "num_tasks"},
+        "m: family 'wrapper' implies constructor='method'",
+    ),
+    (
+        "inherited-weights-outside-a-wrapper",
+        {"family": "gramian", "weight_convention": "inherited"},
+        "m: weight_convention='inherited' belongs to a wrapper, but the family is 'gramian': "
+        "declare family='wrapper' or another weight_convention",
+    ),
+    (
+        "no-reference",
+        {"family": "gramian", "reference": ""},
+        r"m: no reference: declare reference='Authors, Title, year \(arXiv id\)'",
+    ),
+    ("unknown-family", {"family": "gradient"}, "m: unknown family 'gradient'; one of"),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"), [case[1:] for case in CONFLICTS], ids=[case[0] for case in CONFLICTS]
+)
+def test_entry_contradicting_its_family_is_a_clear_error(fields, match):
+    with pytest.raises(ValueError, match=match):
+        _check(**{"reference": "R", **fields})
+
+
 def _public_sibling_imports(source: str, stem: str) -> list[str]:
     """The public method modules that the source of module ``stem`` imports (absolute or
     relative)."""
