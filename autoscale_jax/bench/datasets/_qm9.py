@@ -28,6 +28,7 @@ from autoscale_jax.bench.datasets._common import (
     split_sizes,
     standardise,
 )
+from autoscale_jax.bench.datasets._registry import DatasetInfo
 
 QM9_MAX_ATOMS = 29
 QM9_ELEMENTS = ("H", "C", "N", "O", "F")
@@ -315,27 +316,35 @@ def qm9(
     )
 
 
-# The benchmarks defined on this data (autoscale_jax.bench.running.benchmark.load_benchmark).
-BENCHMARKS = (
-    BenchmarkDefinition(
-        "qm9",
-        "qm9",
-        {"representation": "graph", "num_molecules": 6000},
-        {"width": 16, "num_interactions": 2},
-        1e-3,
-        "not discriminating for fixed weights: 11 regression targets, small message-passing net "
-        "on a 6k-molecule subset (far from the published budget: hundreds of epochs on 110k "
-        "molecules); a 20-point LS grid picked equal weights, while Nash-MTL beat EW by 13 Δm "
-        "points (600 steps, 3 seeds)",
+# This dataset's registry entry: its loader, the benchmarks defined on this data
+# (autoscale_jax.bench.running.benchmark.load_benchmark), what it needs and its test size.
+DATASET = DatasetInfo(
+    "qm9",
+    qm9,
+    benchmarks=(
+        BenchmarkDefinition(
+            "qm9",
+            "qm9",
+            {"representation": "graph", "num_molecules": 6000},
+            {"width": 16, "num_interactions": 2},
+            1e-3,
+            "not discriminating for fixed weights: 11 regression targets, small message-passing "
+            "net on a 6k-molecule subset (far from the published budget: hundreds of epochs on "
+            "110k molecules); a 20-point LS grid picked equal weights, while Nash-MTL beat EW by "
+            "13 Δm points (600 steps, 3 seeds)",
+        ),
+        BenchmarkDefinition(
+            "qm9_full",
+            "qm9",
+            {"representation": "graph", "num_molecules": 130_831},
+            {"width": 64, "num_interactions": 3},
+            1e-3,
+            "QM9-11 at the published data scale: all 130,831 molecules (104,665 train), a "
+            "width-64 three-block message-passing net; an accelerator job (an EW step took 5.9 s "
+            "at batch 128 on a shared 2-core CPU)",
+        ),
     ),
-    BenchmarkDefinition(
-        "qm9_full",
-        "qm9",
-        {"representation": "graph", "num_molecules": 130_831},
-        {"width": 64, "num_interactions": 3},
-        1e-3,
-        "QM9-11 at the published data scale: all 130,831 molecules (104,665 train), a width-64 "
-        "three-block message-passing net; an accelerator job (an EW step took 5.9 s at batch 128 "
-        "on a shared 2-core CPU)",
-    ),
+    packages=("qm9pack", "pandas"),
+    install=DATA_HINT,
+    test_options={"num_molecules": 300},
 )

@@ -21,6 +21,7 @@ from autoscale_jax.bench.datasets._common import (
     split_sizes,
     standardise,
 )
+from autoscale_jax.bench.datasets._registry import DatasetInfo
 
 YEAST_NUM_FEATURES = 103
 YEAST_NUM_LABELS = 14
@@ -110,15 +111,22 @@ def yeast(
     return _yeast_cached(int(seed), float(validation_fraction), float(test_fraction))
 
 
-# The benchmarks defined on this data (autoscale_jax.bench.running.benchmark.load_benchmark).
-BENCHMARKS = (
-    BenchmarkDefinition(
-        "yeast",
-        "yeast",
-        {},
-        {"trunk_sizes": (128,)},
-        1e-3,
-        "does-no-harm, not discriminating: 14 binary tasks where equal weights were as good as "
-        "any weighting",
+# This dataset's registry entry: its loader, the benchmarks defined on this data
+# (autoscale_jax.bench.running.benchmark.load_benchmark), what it needs and its test size.
+DATASET = DatasetInfo(
+    "yeast",
+    yeast,
+    benchmarks=(
+        BenchmarkDefinition(
+            "yeast",
+            "yeast",
+            {},
+            {"trunk_sizes": (128,)},
+            1e-3,
+            "does-no-harm, not discriminating: 14 binary tasks where equal weights were as good as "
+            "any weighting",
+        ),
     ),
+    packages=("river",),
+    install=DATA_HINT,
 )
