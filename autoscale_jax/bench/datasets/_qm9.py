@@ -1,9 +1,26 @@
-"""QM9-11 from the CSV files inside the ``qm9pack`` package (located, not imported; no download).
+"""QM9-11
 
-References:
-  Ramakrishnan et al, Quantum chemistry structures and properties of 134 kilo molecules, 2014.
-  Rupp et al, Fast and Accurate Modeling of Molecular Atomization Energies with Machine
-  Learning, 2012 (Coulomb matrix).
+Eleven quantum-chemical properties of small organic molecules, from the CSV files inside the
+`qm9pack` package (located, not imported; no download). Coulomb matrix: Rupp et al, *Fast and
+Accurate Modeling of Molecular Atomization Energies with Machine Learning*, 2012.
+
+- **source**: PyPI `qm9pack` 1.0.3 (104 MB wheel), `qm9pack/data/qm9_part{1,2,3}.csv`
+- **licence**: MIT (the package)
+- **paper**: Ramakrishnan et al, *Quantum chemistry structures and properties of 134 kilo
+  molecules*, 2014
+- **size**: 130,831 molecules, up to 29 atoms (H, C, N, O, F)
+- **tasks**: 11 regressions in the order of Navon et al. 2022: μ, α, HOMO, LUMO, ⟨R²⟩, ZPVE, U0,
+  U, H, G, c_v; U0, U, H, G as atomization energies; standardised with train mean/sd; MAE
+- **inputs**: `"features"`: 29 sorted Coulomb-matrix eigenvalues + element counts (34 floats);
+  `"graph"`: per atom (Z, x, y, z in Å, mask), `[29, 5]`
+- **split**: a seeded subset of `num_molecules`, 80 / 10 / 10 %
+- **install**: `pip install 'autoscale-jax[data]'`
+
+Benchmarks: `qm9` (graph, 6,000 molecules, width-16 two-block net: CPU scale, not discriminating
+for fixed weights) and `qm9_full` (graph, all 130,831 molecules, 104,665 for training as in the
+published setting, width-64 three-block net). Smoke of `qm9_full` (one seed, equal weights,
+batch 128, 20 steps on the 2-core CPU): mean training loss 1.79 over the first 10 steps, 0.68
+over the next 10; 5.9 s a step, so it is an accelerator benchmark.
 """
 
 from __future__ import annotations
