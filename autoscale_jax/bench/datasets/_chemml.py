@@ -69,15 +69,16 @@ from autoscale_jax.bench.datasets._common import (
     REAL_DATA_HINT,
     BenchmarkDefinition,
     MultiTaskDataset,
-    TaskSpec,
     check_positive,
-    freeze_split,
+    column_splits,
     locate_package,
     package_version,
     read_only,
+    regression_tasks,
     require_module,
     split_sizes,
     standardise,
+    target_extras,
 )
 from autoscale_jax.bench.datasets._registry import DatasetInfo
 
@@ -159,20 +160,11 @@ def _chemml_cached(
     _, mean, std = standardise(*(raw[r] for r in split_rows))
     shift = np.zeros_like(mean) if target_scaling == "raw" else mean
     scale = std if target_scaling == "standardised" else np.ones_like(std)
-    splits = tuple(
-        freeze_split(
-            np.ascontiguousarray(features[r]),
-            tuple(
-                ((raw[r][:, [k]] - shift[k]) / scale[k]).astype(np.float32)
-                for k in range(raw.shape[1])
-            ),
-        )
-        for r in split_rows
+    splits = column_splits(
+        (features[r] for r in split_rows),
+        (((raw[r] - shift) / scale).astype(np.float32) for r in split_rows),
     )
-    tasks = tuple(
-        TaskSpec(name, "regression", 1, ("mae",), (False,)) for name, _, _ in CHEMML_RI_TARGETS
-    )
-    units = tuple(unit for _, _, unit in CHEMML_RI_TARGETS)
+    tasks = regression_tasks(name for name, _, _ in CHEMML_RI_TARGETS)
     description = (
         f"ChemML RI (chemml {package_version('chemml')}, {CHEMML_RI_FILE}): a seeded subset of "
         f"{num_molecules} of the {total} molecules, split {sizes[0]}/{sizes[1]}/{sizes[2]}. "
@@ -183,17 +175,11 @@ def _chemml_cached(
         "the train std). Metric: MAE on that scale."
     )
     extras: dict[str, Any] = {
-        "target_names": tuple(name for name, _, _ in CHEMML_RI_TARGETS),
-        "target_units": units,
-        "target_mean": read_only(mean),
-        "target_std": read_only(std),
+        **target_extras(CHEMML_RI_TARGETS, mean, std),
         "target_scaling": target_scaling,
         "source_rows": tuple(read_only(r) for r in split_rows),
     }
-    train, validation, test = splits
-    return MultiTaskDataset(
-        "chemml_ri", tasks, train, validation, test, description, MappingProxyType(extras)
-    )
+    return MultiTaskDataset("chemml_ri", tasks, *splits, description, MappingProxyType(extras))
 
 
 def chemml_ri(

@@ -13,7 +13,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -216,6 +216,40 @@ def standardise(
     std = np.where(std > 1e-12, std, 1.0)
     scaled = tuple(((x - mean) / std).astype(np.float32) for x in (train, *others))
     return scaled, mean, std
+
+
+def regression_tasks(names: Iterable[str]) -> tuple[TaskSpec, ...]:
+    """One regression task per name with one output, scored by MAE (lower is better)."""
+    return tuple(TaskSpec(name, "regression", 1, ("mae",), (False,)) for name in names)
+
+
+def column_splits(
+    inputs: Iterable[np.ndarray], targets: Iterable[np.ndarray]
+) -> tuple[Split, Split, Split]:
+    """The read-only train, validation and test splits from their ``(inputs [N, ...], targets
+    [N, K])``: target column ``k`` becomes task ``k``'s ``[N, 1]`` array (contiguous, the dtype
+    kept)."""
+    train, validation, test = (
+        freeze_split(
+            np.ascontiguousarray(x),
+            tuple(np.ascontiguousarray(y[:, [k]]) for k in range(y.shape[1])),
+        )
+        for x, y in zip(inputs, targets, strict=True)
+    )
+    return train, validation, test
+
+
+def target_extras(
+    targets: Sequence[tuple[str, str, str]], mean: np.ndarray, std: np.ndarray
+) -> dict[str, Any]:
+    """The ``extras`` of regression targets given as ``(task name, column, unit)``: their
+    ``target_names``, ``target_units`` and the train ``target_mean`` / ``target_std``."""
+    return {
+        "target_names": tuple(name for name, _, _ in targets),
+        "target_units": tuple(unit for _, _, unit in targets),
+        "target_mean": read_only(mean),
+        "target_std": read_only(std),
+    }
 
 
 class BenchmarkDefinition(NamedTuple):

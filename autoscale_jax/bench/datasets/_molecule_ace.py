@@ -71,12 +71,12 @@ from autoscale_jax.bench.datasets._common import (
     REAL_DATA_HINT,
     BenchmarkDefinition,
     MultiTaskDataset,
-    TaskSpec,
     check_positive,
     freeze_split,
     locate_package,
     package_version,
     read_only,
+    regression_tasks,
     require_module,
 )
 from autoscale_jax.bench.datasets._fingerprints import cached_morgan_fingerprints
@@ -203,7 +203,7 @@ def _molecule_ace_cached(
             )
         )
     train, validation, test = splits
-    tasks = tuple(TaskSpec(name, "regression", 1, ("mae",), (False,)) for name in names)
+    tasks = regression_tasks(names)
     label_counts = tuple(int(sum(m.sum() for m in s.masks or ())) for s in splits)
     description = (
         f"MoleculeACE ({source}, {MOLECULE_ACE_DIR}): {len(names)} ChEMBL bioactivity targets "

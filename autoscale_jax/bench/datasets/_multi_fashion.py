@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from autoscale_jax.bench.datasets._common import BenchmarkDefinition, MultiTaskDataset
-from autoscale_jax.bench.datasets._pairs import build_pairs_dataset, check_pair_args
+from autoscale_jax.bench.datasets._pairs import PairOptions, build_pairs_dataset, pair_options
 from autoscale_jax.bench.datasets._registry import DatasetInfo
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -76,19 +76,9 @@ _FASHION_VALIDATION_POOL = 10_000
 
 
 @functools.lru_cache(maxsize=8)
-def _multi_fashion_cached(
-    data_dir: str,
-    variant: str,
-    num_train: int,
-    num_validation: int,
-    num_test: int,
-    image_size: int,
-    reconstruction_size: int,
-    flatten: bool,
-    seed: int,
-) -> MultiTaskDataset:
+def _multi_fashion_cached(data_dir: str, options: PairOptions) -> MultiTaskDataset:
     images, labels, num_official_train = _fashion_items(data_dir)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(options.seed)
     order = rng.permutation(num_official_train)
     cut = num_official_train - _FASHION_VALIDATION_POOL
     # The official test items form the test pool; validation items come from the train file.
@@ -99,11 +89,7 @@ def _multi_fashion_cached(
         images=images,
         labels=labels,
         pools=pools,
-        sizes=(num_train, num_validation, num_test),
-        variant=variant,
-        image_size=image_size,
-        reconstruction_size=reconstruction_size,
-        flatten=flatten,
+        options=options,
         rng=rng,
         source=f"the Fashion-MNIST IDX files in {data_dir} (source indices refer to the 60,000 "
         "train items followed by the 10,000 test items)",
@@ -130,15 +116,8 @@ def multi_fashion(
     file, and the 10,000 official test items as the test pool; pools are disjoint before pairing.
 
     Args:
-      variant: ``"classify_reconstruct"``, ``"classify_both"`` or
-        ``"classify_reconstruct_classify"`` (K = 3, as in :func:`multi_mnist`).
-      num_train: training examples.
-      num_validation: validation examples.
-      num_test: test examples.
-      image_size: side of the input image (at most 36).
-      reconstruction_size: side of the reconstruction target (at most 28).
-      flatten: flatten the inputs for an MLP trunk.
-      seed: seeds the pools and the pairing.
+      variant, num_train, num_validation, num_test, image_size, reconstruction_size, flatten,
+        seed: as in :func:`multi_mnist` (``seed`` seeds the pools and the pairing).
       data_dir: folder holding ``train-images-idx3-ubyte[.gz]`` and the three other IDX files.
 
     Returns:
@@ -155,26 +134,13 @@ def multi_fashion(
     Reference: Xiao et al, Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine
     Learning Algorithms, 2017; Sabour et al, Dynamic Routing Between Capsules, 2017.
     """
-    check_pair_args(
-        variant,
-        image_size,
-        reconstruction_size,
-        {"num_train": num_train, "num_validation": num_validation, "num_test": num_test},
+    options = pair_options(
+        variant, num_train, num_validation, num_test, image_size, reconstruction_size, flatten, seed
     )
     data_dir = os.path.abspath(data_dir)
     for stem in _FASHION_FILES.values():
         _find_fashion_file(data_dir, stem)
-    return _multi_fashion_cached(
-        data_dir,
-        variant,
-        int(num_train),
-        int(num_validation),
-        int(num_test),
-        int(image_size),
-        int(reconstruction_size),
-        bool(flatten),
-        int(seed),
-    )
+    return _multi_fashion_cached(data_dir, options)
 
 
 # This dataset's registry entry: its loader, the benchmarks defined on this data

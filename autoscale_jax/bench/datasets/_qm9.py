@@ -37,13 +37,14 @@ from autoscale_jax.bench.datasets._common import (
     DATA_HINT,
     BenchmarkDefinition,
     MultiTaskDataset,
-    TaskSpec,
     check_positive,
-    freeze_split,
+    column_splits,
     read_only,
+    regression_tasks,
     require_module,
     split_sizes,
     standardise,
+    target_extras,
 )
 from autoscale_jax.bench.datasets._registry import DatasetInfo
 
@@ -228,14 +229,8 @@ def _qm9_cached(
             "mask 1 for a real atom / 0 for padding), atoms in file order, zero-padded"
         )
 
-    splits = tuple(
-        freeze_split(
-            np.ascontiguousarray(x),
-            tuple(np.ascontiguousarray(y[:, [k]]) for k in range(y.shape[1])),
-        )
-        for x, y in zip(scaled_inputs, scaled_targets, strict=True)
-    )
-    tasks = tuple(TaskSpec(name, "regression", 1, ("mae",), (False,)) for name, _, _ in QM9_TARGETS)
+    splits = column_splits(scaled_inputs, scaled_targets)
+    tasks = regression_tasks(name for name, _, _ in QM9_TARGETS)
     units = tuple(unit for _, _, unit in QM9_TARGETS)
     energy_text = "atomization energies" if atomization_energies else "total energies"
     description = (
@@ -247,19 +242,13 @@ def _qm9_cached(
         "scale (multiply by target_std for raw units)."
     )
     extras.update(
-        target_names=tuple(name for name, _, _ in QM9_TARGETS),
-        target_units=units,
-        target_mean=read_only(target_mean),
-        target_std=read_only(target_std),
+        **target_extras(QM9_TARGETS, target_mean, target_std),
         atomization_energies=atomization_energies,
         representation=representation,
         source_rows=tuple(read_only(r) for r in split_rows),
         molecule_index=tuple(read_only(table.molecule_index[r]) for r in split_rows),
     )
-    train, validation, test = splits
-    return MultiTaskDataset(
-        "qm9", tasks, train, validation, test, description, MappingProxyType(extras)
-    )
+    return MultiTaskDataset("qm9", tasks, *splits, description, MappingProxyType(extras))
 
 
 def qm9(
