@@ -149,6 +149,26 @@ def loss_weighting(
     )
 
 
+def stateless_weighting(
+    num_tasks: int,
+    name: str,
+    state_type: Callable[..., Any],
+    weights: Callable[[jax.Array], jax.Array],
+) -> base.MultiTaskTransformation:
+    """A :func:`loss_weighting` method whose weights are ``weights(losses)`` of the current
+    losses alone; its state, ``state_type(task_weights=...)``, holds the latest weights (ones
+    before the first step)."""
+
+    def init_state() -> Any:
+        return state_type(task_weights=jnp.ones((num_tasks,), jnp.float32))
+
+    def step(state: Any, losses: jax.Array, key: Any) -> tuple:
+        del key
+        return weights(losses), state
+
+    return loss_weighting(num_tasks, name, init_state, step)
+
+
 class LearnedScaleState(NamedTuple):
     """State of :func:`uncertainty_weighting` and :func:`~autoscale_jax.methods.imtl_l.imtl_l`.
 

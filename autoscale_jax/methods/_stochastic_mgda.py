@@ -14,7 +14,8 @@ from typing import Any, cast
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import checks, metrics
+from autoscale_jax import base, checks, metrics
+from autoscale_jax.methods import _bases
 
 
 def project_to_simplex(v: jax.Array) -> jax.Array:
@@ -127,3 +128,27 @@ def two_batch_gramian(num_tasks: int, mask: metrics.MetricMask, method: str) -> 
         return cross_gramian(second, third, mask)
 
     return gramian_fn
+
+
+def two_batch_method(
+    num_tasks: int,
+    name: str,
+    rule: _bases.GramianRule,
+    *,
+    metric_mask: metrics.MetricMask,
+    heads: str,
+) -> base.MultiTaskTransformation:
+    """The Gramian method (MoDo's, SDMGrad's) whose ``rule`` sees the cross Gramian of two
+    batches (:func:`two_batch_gramian`), with weights and memory ``λ`` starting at ``1/K``."""
+    uniform = jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32)
+    measured = _bases.aggregation_mask(metric_mask, heads)
+    return _bases.gramian_method(
+        num_tasks,
+        name,
+        rule,
+        metric_mask=metric_mask,
+        heads=heads,
+        init_memory=uniform,
+        init_weights=uniform,
+        gramian_fn=two_batch_gramian(num_tasks, measured, name),
+    )

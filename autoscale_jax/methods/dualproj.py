@@ -6,14 +6,15 @@ Reference:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, checks, metrics
-from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _solvers as solvers
+from autoscale_jax.methods._dual_cone import SolveOptions, dual_cone_method, normalized_gramian
 from autoscale_jax.methods._registry import MethodInfo
 
 
@@ -40,18 +41,11 @@ def dualproj_weights(
     Returns:
       A :class:`~autoscale_jax.methods._solvers.SolverResult` whose solution is the [K] weights.
     """
-    G = metrics.at_least_float32(G)
-    k = G.shape[0]
-    lower = jnp.full((k,), 1.0 / k, G.dtype) if preferences is None else preferences
-    trace = jnp.trace(G)
-    usable = trace >= jnp.maximum(norm_eps, jnp.finfo(G.dtype).tiny)
-    normalized = jnp.where(usable, G / jnp.where(usable, trace, 1.0), 0.0)
-    regularized = normalized + reg_eps * jnp.eye(k, dtype=G.dtype)
+    regularized = normalized_gramian(G, norm_eps, reg_eps)
+    k, dtype = regularized.shape[0], regularized.dtype
+    lower = jnp.full((k,), 1.0 / k, dtype) if preferences is None else preferences
     return solvers.box_qp(
-        regularized,
-        jnp.asarray(lower, G.dtype),
-        max_iterations=max_iterations,
-        tolerance=tolerance,
+        regularized, jnp.asarray(lower, dtype), max_iterations=max_iterations, tolerance=tolerance
     )
 
 
@@ -119,8 +113,6 @@ def dualproj(
       (arXiv 2406.16232).
     """
     num_tasks = checks.check_num_tasks(num_tasks)
-    solvers.check_hyperparameter("norm_eps", norm_eps, 0.0, strict=False)
-    solvers.check_hyperparameter("reg_eps", reg_eps, 0.0, strict=False)
     if preferences is not None:
         preferences = jnp.asarray(preferences, jnp.float32)
         if preferences.shape != (num_tasks,):
@@ -130,19 +122,10 @@ def dualproj(
         if not isinstance(preferences, jax.core.Tracer) and bool(jnp.any(preferences < 0)):
             raise ValueError(f"preferences must be non-negative, got {preferences}.")
 
-    def solve(G: jax.Array, losses: jax.Array | None) -> solvers.SolverResult:
-        del losses
-        return dualproj_weights(
-            G,
-            preferences,
-            norm_eps=norm_eps,
-            reg_eps=reg_eps,
-            max_iterations=max_iterations,
-            tolerance=tolerance,
-        )
-
-    return _bases.gramian_method(
-        num_tasks, "dualproj", _bases.as_rule(solve), metric_mask=metric_mask, heads=heads
+    options = SolveOptions(norm_eps, reg_eps, max_iterations, tolerance)
+    weights = functools.partial(dualproj_weights, preferences=preferences)
+    return dual_cone_method(
+        num_tasks, "dualproj", weights, options, metric_mask=metric_mask, heads=heads
     )
 
 

@@ -7,13 +7,14 @@ Reference:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, checks, metrics
-from autoscale_jax.methods._loss_weighting import LOG_LOSS_EPS, loss_weighting
+from autoscale_jax.methods._loss_weighting import LOG_LOSS_EPS, stateless_weighting
 from autoscale_jax.methods._registry import MethodInfo
 from autoscale_jax.methods._scale_parameters import check_positive
 
@@ -86,14 +87,8 @@ def geometric_mean(num_tasks: int, *, eps: float = LOG_LOSS_EPS) -> base.MultiTa
     num_tasks = checks.check_num_tasks(num_tasks)
     check_positive("eps", eps)
 
-    def init_state() -> GeometricMeanState:
-        return GeometricMeanState(task_weights=jnp.ones((num_tasks,), jnp.float32))
-
-    def step(state: GeometricMeanState, losses: jax.Array, key: Any) -> tuple:
-        del key
-        return geometric_mean_weights(losses, eps), state
-
-    return loss_weighting(num_tasks, "geometric_mean", init_state, step)
+    weights = functools.partial(geometric_mean_weights, eps=eps)
+    return stateless_weighting(num_tasks, "geometric_mean", GeometricMeanState, weights)
 
 
 INFO = MethodInfo(

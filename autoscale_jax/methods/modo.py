@@ -10,13 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
 from autoscale_jax.methods._registry import MethodInfo
 from autoscale_jax.methods._solvers import check_hyperparameter
-from autoscale_jax.methods._stochastic_mgda import moco_weight_step, two_batch_gramian
+from autoscale_jax.methods._stochastic_mgda import moco_weight_step, two_batch_method
 
 
 def modo_weights(G: jax.Array, weights: jax.Array, step_size: Any, rho: Any = 0.1) -> jax.Array:
@@ -99,24 +98,13 @@ def modo(
     _bases.check_heads(heads)
     check_hyperparameter("gamma", gamma, 0.0, strict=True)
     check_hyperparameter("rho", rho, 0.0, strict=False)
-    uniform = jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32)
 
     def rule(G: jax.Array, losses: Any, key: Any, memory: jax.Array) -> _bases.Proposal:
         del losses, key
         weights = modo_weights(G, memory, gamma, rho)
         return _bases.Proposal(weights, weights)
 
-    measured = _bases.aggregation_mask(metric_mask, heads)
-    return _bases.gramian_method(
-        num_tasks,
-        "modo",
-        rule,
-        metric_mask=metric_mask,
-        heads=heads,
-        init_memory=uniform,
-        init_weights=uniform,
-        gramian_fn=two_batch_gramian(num_tasks, measured, "modo"),
-    )
+    return two_batch_method(num_tasks, "modo", rule, metric_mask=metric_mask, heads=heads)
 
 
 INFO = MethodInfo(

@@ -6,13 +6,17 @@ Reference:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import functools
+from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from autoscale_jax import base
-from autoscale_jax.methods._loss_weighting import LOG_LOSS_EPS, log_loss_weights, loss_weighting
+from autoscale_jax.methods._loss_weighting import (
+    LOG_LOSS_EPS,
+    log_loss_weights,
+    stateless_weighting,
+)
 from autoscale_jax.methods._registry import MethodInfo
 
 __all__ = ["LOG_LOSS_EPS", "ScaleInvariantState", "log_loss_weights", "scale_invariant"]
@@ -54,14 +58,8 @@ def scale_invariant(num_tasks: int, *, eps: float = LOG_LOSS_EPS) -> base.MultiT
       Navon et al, Multi-Task Learning as a Bargaining Game, 2022 (its SI baseline).
     """
 
-    def init_state() -> ScaleInvariantState:
-        return ScaleInvariantState(task_weights=jnp.ones((num_tasks,), jnp.float32))
-
-    def step(state: ScaleInvariantState, losses: jax.Array, key: Any) -> tuple:
-        del key
-        return log_loss_weights(losses, eps), state
-
-    return loss_weighting(num_tasks, "scale_invariant", init_state, step)
+    weights = functools.partial(log_loss_weights, eps=eps)
+    return stateless_weighting(num_tasks, "scale_invariant", ScaleInvariantState, weights)
 
 
 INFO = MethodInfo(

@@ -20,6 +20,7 @@ from autoscale_jax.methods._stochastic_mgda import (
     cross_gramian,
     project_to_simplex,
     two_batch_gramian,
+    two_batch_method,
 )
 
 __all__ = ["cross_gramian", "sdmgrad", "sdmgrad_weights", "two_batch_gramian"]
@@ -153,7 +154,6 @@ def sdmgrad(
     if not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive Python int, got {num_steps!r}.")
     check_hyperparameter("tolerance", tolerance, 0.0, strict=False)
-    uniform = jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32)
 
     def rule(G: jax.Array, losses: Any, key: Any, memory: jax.Array) -> _bases.Proposal:
         del losses, key
@@ -169,17 +169,7 @@ def sdmgrad(
         weights = (result.solution + regularization / num_tasks) / (1.0 + regularization)
         return _bases.Proposal(weights, result.solution, result.iterations, result.converged)
 
-    measured = _bases.aggregation_mask(metric_mask, heads)
-    return _bases.gramian_method(
-        num_tasks,
-        "sdmgrad",
-        rule,
-        metric_mask=metric_mask,
-        heads=heads,
-        init_memory=uniform,
-        init_weights=uniform,
-        gramian_fn=two_batch_gramian(num_tasks, measured, "sdmgrad"),
-    )
+    return two_batch_method(num_tasks, "sdmgrad", rule, metric_mask=metric_mask, heads=heads)
 
 
 INFO = MethodInfo(

@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from autoscale_jax import base, metrics
-from autoscale_jax.methods import _bases
 from autoscale_jax.methods import _solvers as solvers
+from autoscale_jax.methods._dual_cone import SolveOptions, dual_cone_method, normalized_gramian
 from autoscale_jax.methods._registry import MethodInfo
 
 
@@ -37,19 +37,15 @@ def upgrad_weights(
       A :class:`~autoscale_jax.methods._solvers.SolverResult` whose solution is the [K] weights;
       iterations are the most any of the K projections used, converged whether all did.
     """
-    G = metrics.at_least_float32(G)
-    k = G.shape[0]
-    trace = jnp.trace(G)
-    usable = trace >= jnp.maximum(norm_eps, jnp.finfo(G.dtype).tiny)
-    normalized = jnp.where(usable, G / jnp.where(usable, trace, 1.0), 0.0)
-    regularized = normalized + reg_eps * jnp.eye(k, dtype=G.dtype)
+    regularized = normalized_gramian(G, norm_eps, reg_eps)
+    k = regularized.shape[0]
 
     def project(lower: jax.Array) -> solvers.SolverResult:
         return solvers.box_qp(
             regularized, lower, max_iterations=max_iterations, tolerance=tolerance
         )
 
-    projections = jax.vmap(project)(jnp.eye(k, dtype=G.dtype) / k)
+    projections = jax.vmap(project)(jnp.eye(k, dtype=regularized.dtype) / k)
     return solvers.SolverResult(
         jnp.sum(projections.solution, axis=0),
         jnp.max(projections.iterations),
@@ -118,21 +114,10 @@ def upgrad(
     Reference:
       Quinton & Rey, Jacobian Descent for Multi-Objective Optimization, 2024.
     """
-    solvers.check_hyperparameter("norm_eps", norm_eps, 0.0, strict=False)
-    solvers.check_hyperparameter("reg_eps", reg_eps, 0.0, strict=False)
-
-    def solve(G: jax.Array, losses: jax.Array | None) -> solvers.SolverResult:
-        del losses
-        return upgrad_weights(
-            G,
-            norm_eps=norm_eps,
-            reg_eps=reg_eps,
-            max_iterations=max_iterations,
-            tolerance=tolerance,
-        )
-
-    return _bases.gramian_method(
-        num_tasks, "upgrad", _bases.as_rule(solve), metric_mask=metric_mask, heads=heads
+    options = SolveOptions(norm_eps, reg_eps, max_iterations, tolerance)
+    weights = upgrad_weights
+    return dual_cone_method(
+        num_tasks, "upgrad", weights, options, metric_mask=metric_mask, heads=heads
     )
 
 
