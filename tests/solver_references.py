@@ -1,8 +1,9 @@
 """Independent float64 numpy references for the K-space solvers (a helper module, not tests).
 
 Exact answers by enumeration: the simplex QP and min-norm weights (MGDA's problem), the box QP
-(UPGrad's dual), the simplex projection by bisection (MoCo, MoDo, SDMGrad), and the min-norm
-KKT conditions. Method test modules import them from here (no test module imports another).
+(UPGrad's and DualProj's dual), the simplex projection by bisection (MoCo, MoDo, SDMGrad), and
+the min-norm KKT conditions. Method test modules import them from here (no test module
+imports another).
 """
 
 import itertools
@@ -61,6 +62,15 @@ def reference_box_qp(G: np.ndarray, lower: np.ndarray) -> np.ndarray:
             if v @ G @ v < best_value:
                 best_value, best = v @ G @ v, v
     return best
+
+
+def reference_dual_cone_weights(J: np.ndarray, reg_eps: float, lowers: np.ndarray) -> np.ndarray:
+    """``Σ_u argmin_{v ≥ u} vᵀĜv`` over the rows ``u`` of ``lowers``, ``Ĝ = G/tr(G) + reg_eps·I``
+    with ``G = JJᵀ``, in float64: UPGrad's weights for the rows of ``I/K``, DualProj's for one
+    row (its preferences)."""
+    G = J @ J.T
+    G = G / np.trace(G) + reg_eps * np.eye(len(J))
+    return sum(reference_box_qp(G, row) for row in np.atleast_2d(lowers))
 
 
 def assert_simplex_kkt(G: np.ndarray, alpha: np.ndarray, tol: float) -> None:

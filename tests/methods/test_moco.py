@@ -7,26 +7,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import as_task_grads
-from method_checks import flat
-from solver_references import moderate_jacobian, numpy_project, reference_min_norm_weights
+from method_checks import assert_reaches_min_norm_weights, flat, run_batches
+from solver_references import moderate_jacobian, numpy_project
 
-import autoscale_jax as asj
-from autoscale_jax.methods.mgda import mgda_weights
 from autoscale_jax.methods.moco import moco, project_to_simplex
 
 
 def run(tx, jacobians):
     """Jitted updates over a sequence; returns flat updates, the weights and the last state."""
-    params = {key: jnp.zeros(leaf.shape[1:]) for key, leaf in as_task_grads(jacobians[0]).items()}
-    update = jax.jit(tx.update)
-    state = tx.init(params)
-    outs, weights = [], []
-    for J in jacobians:
-        out, state = update(as_task_grads(J), state, params)
-        outs.append(flat(out))
-        weights.append(np.asarray(asj.task_weights(state)))
-    assert update._cache_size() == 1
-    return np.array(outs), np.array(weights), state
+    outs, weights, _, state = run_batches(tx, jacobians)
+    return outs, weights, state
 
 
 def reference_moco(jacobians, beta, beta_sigma, gamma, gamma_sigma, rho, columns=None):
@@ -98,18 +88,11 @@ def test_metric_mask_restricts_the_weight_problem():
 
 @pytest.mark.parametrize("rho", [0.0, 0.5])
 def test_without_tracking_converges_to_the_min_norm_weights(rho):
-    rng = np.random.default_rng(3)
-    J = moderate_jacobian(rng, 4, 7)
-    G = J @ J.T
-    gamma = 1.0 / np.linalg.eigvalsh(G + rho * np.eye(4)).max()
-    tx = moco(4, beta=1.0, beta_sigma=0.0, gamma=gamma, gamma_sigma=0.0, rho=rho)
-    outs, weights, _ = run(tx, [J] * 1500)
-    expected = reference_min_norm_weights(G + rho * np.eye(4))
-    np.testing.assert_allclose(weights[-1], expected, atol=2e-5)
-    np.testing.assert_allclose(outs[-1], expected @ J, atol=2e-5 * np.abs(J).max())
-    if rho == 0.0:
-        mgda = mgda_weights(jnp.asarray(G, jnp.float32)).solution
-        np.testing.assert_allclose(weights[-1], mgda, atol=1e-4)
+    def run_repeated(J, gamma):
+        tx = moco(4, beta=1.0, beta_sigma=0.0, gamma=gamma, gamma_sigma=0.0, rho=rho)
+        return run(tx, [J] * 1500)[:2]
+
+    assert_reaches_min_norm_weights(run_repeated, rho, seed=3)
 
 
 def test_permuting_tasks_permutes_weights_and_keeps_updates():

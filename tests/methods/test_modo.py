@@ -1,35 +1,23 @@
 """MoDo against a float64 numpy replay of λ ← Π(λ - γ(J₁J₂ᵀλ + ρλ)), d = Σ λ_k g_k, and its
 limit: one batch repeated with ρ = 0 reaches MGDA's min-norm weights."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import as_task_grads
-from method_checks import flat
-from solver_references import moderate_jacobian, numpy_project, reference_min_norm_weights
+from method_checks import (
+    assert_bad_batch_keeps_the_weights,
+    assert_reaches_min_norm_weights,
+    run_batches,
+)
+from solver_references import moderate_jacobian, numpy_project
 
-import autoscale_jax as asj
-from autoscale_jax.methods.mgda import mgda_weights
 from autoscale_jax.methods.modo import modo
-
-PARAMS = {"a": jnp.zeros(3), "b": jnp.zeros(3)}
 
 
 def run(tx, first, second, third=None):
     """Jitted updates over sequences of batches; flat updates, weights and the last state."""
-    update = jax.jit(tx.update)
-    state = tx.init(PARAMS)
-    outs, weights = [], []
-    for step, (J1, J2) in enumerate(zip(first, second, strict=True)):
-        extra = {} if third is None else {"third_task_grads": as_task_grads(third[step])}
-        out, state = update(
-            as_task_grads(J1), state, PARAMS, second_task_grads=as_task_grads(J2), **extra
-        )
-        outs.append(flat(out))
-        weights.append(np.asarray(asj.task_weights(state)))
-    assert update._cache_size() == 1
-    return np.array(outs), np.array(weights), state
+    outs, weights, _, state = run_batches(tx, first, second, third)
+    return outs, weights, state
 
 
 def reference_modo(first, second, gamma, rho):
@@ -59,17 +47,10 @@ def test_matches_float64_replay(gamma, rho):
 
 @pytest.mark.parametrize("rho", [0.0, 0.5])
 def test_one_batch_repeated_reaches_the_min_norm_weights(rho):
-    rng = np.random.default_rng(2)
-    J = moderate_jacobian(rng, 4, 7)
-    G = J @ J.T
-    gamma = 1.0 / np.linalg.eigvalsh(G + rho * np.eye(4)).max()
-    outs, weights, _ = run(modo(4, gamma=gamma, rho=rho), [J] * 1500, [J] * 1500)
-    expected = reference_min_norm_weights(G + rho * np.eye(4))
-    np.testing.assert_allclose(weights[-1], expected, atol=2e-5)
-    np.testing.assert_allclose(outs[-1], expected @ J, atol=2e-5 * np.abs(J).max())
-    if rho == 0.0:
-        mgda = mgda_weights(jnp.asarray(G, jnp.float32)).solution
-        np.testing.assert_allclose(weights[-1], mgda, atol=1e-4)
+    def run_repeated(J, gamma):
+        return run(modo(4, gamma=gamma, rho=rho), [J] * 1500, [J] * 1500)[:2]
+
+    assert_reaches_min_norm_weights(run_repeated, rho, seed=2)
 
 
 def test_third_batch_gives_the_weights_and_first_the_update():
@@ -99,17 +80,9 @@ def test_nan_in_either_batch_keeps_the_weights():
     rng = np.random.default_rng(5)
     J = [moderate_jacobian(rng) for _ in range(3)]
     _, _, state = run(modo(3, gamma=0.05), J, J[::-1])
-    update = jax.jit(modo(3, gamma=0.05).update)
     bad = moderate_jacobian(rng)
     bad[2, 0] = np.inf
-    good = as_task_grads(moderate_jacobian(rng))
-    for first, second in ((as_task_grads(bad), good), (good, as_task_grads(bad))):
-        out, new_state = update(first, state, PARAMS, second_task_grads=second)
-        kept = (new_state.task_weights, new_state.memory)
-        jax.tree.map(np.testing.assert_array_equal, kept, (state.task_weights, state.memory))
-        assert not bool(new_state.solver_converged)
-        assert np.all(np.isfinite(flat(out))) == (first is good)
-    assert update._cache_size() == 1
+    assert_bad_batch_keeps_the_weights(modo(3, gamma=0.05), state, rng, bad)
 
 
 def test_rejects_missing_second_batch_and_bad_hyperparameters():

@@ -2,36 +2,15 @@
 loop, warm start, (G_w + λ g₀)/(1 + λ)), and its two limits: λ = 0 with one batch repeated is
 MGDA, λ → ∞ is the average gradient."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import as_task_grads
-from method_checks import flat
+from method_checks import assert_bad_batch_keeps_the_weights, run_batches
 from solver_references import moderate_jacobian, numpy_project, reference_min_norm_weights
 
-import autoscale_jax as asj
 from autoscale_jax import metrics
 from autoscale_jax.methods.sdmgrad import cross_gramian, sdmgrad
-
-PARAMS = {"a": jnp.zeros(3), "b": jnp.zeros(3)}
-
-
-def run(tx, first, second, third=None):
-    """Jitted updates over sequences of batches; flat updates, weights, memories, last state."""
-    update = jax.jit(tx.update)
-    state = tx.init(PARAMS)
-    outs, weights, memories = [], [], []
-    for step, (J1, J2) in enumerate(zip(first, second, strict=True)):
-        extra = {} if third is None else {"third_task_grads": as_task_grads(third[step])}
-        out, state = update(
-            as_task_grads(J1), state, PARAMS, second_task_grads=as_task_grads(J2), **extra
-        )
-        outs.append(flat(out))
-        weights.append(np.asarray(asj.task_weights(state)))
-        memories.append(np.asarray(state.memory))
-    assert update._cache_size() == 1
-    return np.array(outs), np.array(weights), np.array(memories), state
 
 
 def reference_sdmgrad(first, second, lam, lr, momentum, num_steps):
@@ -73,7 +52,7 @@ def test_matches_float64_replay(lam, lr, momentum, num_steps):
     first = [moderate_jacobian(rng) for _ in range(5)]
     second = [J + 0.5 * moderate_jacobian(rng) for J in first]  # a correlated second batch
     tx = sdmgrad(3, regularization=lam, step_size=lr, momentum=momentum, num_steps=num_steps)
-    outs, weights, memories, state = run(tx, first, second)
+    outs, weights, memories, state = run_batches(tx, first, second)
     ref = reference_sdmgrad(first, second, lam, lr, momentum, num_steps)
     # With the default step (η = 5, beyond the quadratic's stability limit) 20 inner steps
     # amplify float32 round-off to ~1e-4 before the projection contracts it again.
@@ -88,7 +67,7 @@ def test_one_batch_repeated_without_regularization_reaches_mgda():
     rng = np.random.default_rng(2)
     J = moderate_jacobian(rng, 4, 7)
     tx = sdmgrad(4, regularization=0.0, step_size=0.2, momentum=0.5, num_steps=50)
-    outs, weights, _, state = run(tx, [J] * 40, [J] * 40)
+    outs, weights, _, state = run_batches(tx, [J] * 40, [J] * 40)
     expected = reference_min_norm_weights(J @ J.T)
     np.testing.assert_allclose(weights[-1], expected, atol=1e-5)
     np.testing.assert_allclose(outs[-1], expected @ J, atol=1e-5 * np.abs(J).max())
@@ -98,7 +77,7 @@ def test_one_batch_repeated_without_regularization_reaches_mgda():
 def test_large_regularization_gives_the_average_gradient():
     rng = np.random.default_rng(3)
     J1, J2 = moderate_jacobian(rng), moderate_jacobian(rng)
-    outs, weights, _, _ = run(sdmgrad(3, regularization=1e6), [J1], [J2])
+    outs, weights, _, _ = run_batches(sdmgrad(3, regularization=1e6), [J1], [J2])
     np.testing.assert_allclose(weights[0], np.full(3, 1 / 3), atol=1e-6)
     np.testing.assert_allclose(outs[0], J1.mean(axis=0), rtol=1e-5, atol=1e-5)
 
@@ -109,8 +88,8 @@ def test_third_batch_gives_the_weights_and_first_the_update():
     other_first = [moderate_jacobian(rng) for _ in range(3)]
     second = [moderate_jacobian(rng) for _ in range(3)]
     third = [moderate_jacobian(rng) for _ in range(3)]
-    outs, weights, _, _ = run(sdmgrad(3), first, second, third)
-    _, weights_other, _, _ = run(sdmgrad(3), other_first, second, third)
+    outs, weights, _, _ = run_batches(sdmgrad(3), first, second, third)
+    _, weights_other, _, _ = run_batches(sdmgrad(3), other_first, second, third)
     np.testing.assert_array_equal(weights, weights_other)
     _, ref_weights, _ = reference_sdmgrad(second, third, 0.3, 5.0, 0.5, 20)
     np.testing.assert_allclose(weights, ref_weights, atol=2e-5)
@@ -123,8 +102,8 @@ def test_permuting_tasks_permutes_weights_and_keeps_updates():
     second = [moderate_jacobian(rng, 4) for _ in range(4)]
     perm = np.array([2, 0, 3, 1])
     tx = sdmgrad(4, step_size=0.5)
-    outs, weights, _, _ = run(tx, first, second)
-    outs_p, weights_p, _, _ = run(tx, [J[perm] for J in first], [J[perm] for J in second])
+    outs, weights, _, _ = run_batches(tx, first, second)
+    outs_p, weights_p, _, _ = run_batches(tx, [J[perm] for J in first], [J[perm] for J in second])
     np.testing.assert_allclose(weights_p, weights[:, perm], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(outs_p, outs, rtol=1e-4, atol=1e-5)
 
@@ -143,18 +122,10 @@ def test_plain_heads_give_each_head_its_own_gradient():
 def test_nan_in_either_batch_keeps_the_weights():
     rng = np.random.default_rng(7)
     J = [moderate_jacobian(rng) for _ in range(3)]
-    _, _, _, state = run(sdmgrad(3), J, J[::-1])
-    update = jax.jit(sdmgrad(3).update)
+    _, _, _, state = run_batches(sdmgrad(3), J, J[::-1])
     bad = moderate_jacobian(rng)
     bad[0, 1] = np.nan
-    good = as_task_grads(moderate_jacobian(rng))
-    for first, second in ((as_task_grads(bad), good), (good, as_task_grads(bad))):
-        out, new_state = update(first, state, PARAMS, second_task_grads=second)
-        kept = (new_state.task_weights, new_state.memory)
-        jax.tree.map(np.testing.assert_array_equal, kept, (state.task_weights, state.memory))
-        assert not bool(new_state.solver_converged)
-        assert np.isnan(flat(out)).any() == (first is not good)
-    assert update._cache_size() == 1
+    assert_bad_batch_keeps_the_weights(sdmgrad(3), state, rng, bad)
 
 
 def test_rejects_missing_or_mismatched_batches_and_bad_hyperparameters():
