@@ -106,15 +106,10 @@ def multi_steps(
         )
 
     def update_fn(
-        task_grads: Any,
-        state: MultiStepsState,
-        params: Any = None,
-        *,
-        task_losses: jax.Array | None = None,
-        **extra_args: Any,
+        task_grads: Any, state: MultiStepsState, params: Any, inputs: dispatch.UpdateInputs
     ) -> tuple[Any, MultiStepsState]:
         checks.check_task_gradients(task_grads, num_tasks)
-        losses = checks.check_task_losses(task_losses, num_tasks, required=False)
+        losses = checks.check_task_losses(inputs.task_losses, num_tasks, required=False)
         count = state.mini_step + 1
         acc_grads = jax.tree.map(
             lambda acc, g: acc + (g.astype(acc.dtype) - acc) / count.astype(acc.dtype),
@@ -129,8 +124,10 @@ def multi_steps(
             mean_losses = None if losses is None else acc_losses
             where = "multi_steps(tx, ...)'s tx"
             with _composition.scope(where, acc_grads, state.inner_state) as seen:
+                # The means, with the other inputs of this (the k-th) call, e.g. its key.
+                mean_inputs = inputs._replace(task_losses=mean_losses)
                 updates, inner_state = inner.update(
-                    acc_grads, state.inner_state, params, task_losses=mean_losses, **extra_args
+                    acc_grads, state.inner_state, params, inputs=mean_inputs
                 )
             seen.check_holds_optimizer(updates)
             fresh = MultiStepsState(
@@ -232,8 +229,9 @@ def apply_if_finite(
             new_updates, new_inner = inner.update(updates, state.inner_state, params, **extra_args)
         seen.check_holds_optimizer(new_updates)
         checked = [*jax.tree.leaves(new_updates)]
-        if extra_args.get("task_losses") is not None:
-            checked.append(jnp.asarray(extra_args["task_losses"]))
+        task_losses = dispatch.UpdateInputs.from_keywords(extra_args).task_losses
+        if task_losses is not None:
+            checked.append(jnp.asarray(task_losses))
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in checked]))
         count = jnp.where(finite, 0, _safe_increment(state.notfinite_count))
         out, inner_state = jax.lax.cond(

@@ -2,14 +2,15 @@
 
 :func:`multitask_transformation` wraps a method's ``init``/``update`` (the contract of
 :mod:`autoscale_jax.base`) into a :class:`~autoscale_jax.base.MultiTaskTransformation` whose
-``update`` reads the extra keywords once into an :class:`UpdateInputs` and takes one of three
-paths:
+``update`` reads the extra keywords once into an :class:`UpdateInputs` (the one object every
+later function receives) and takes one of three paths:
 
 - stacked: the K per-task gradients ``loss_vjp(e_k)`` (or the gradients passed in), then the
-  method's ``update``;
+  method's ``update(task_grads, state, params, inputs)``;
 - presummed: the method's :class:`~autoscale_jax.base.FastPath` weights ``w``, the single
-  gradient ``loss_vjp(w) = ∇ Σ_k w_k L_k``, then ``update(..., presummed=True)``;
-- Gramian: a Gramian measured by the train step's gradient mode (``task_gramian``), the
+  gradient ``loss_vjp(w) = ∇ Σ_k w_k L_k``, then the method's ``update`` with
+  ``inputs.presummed``;
+- Gramian: a Gramian measured by the train step's gradient mode (``inputs.task_gramian``), the
   method's :class:`~autoscale_jax.base.GramianPath` weights, then one VJP.
 
 :func:`needs_task_gradients` asks the fast path, through any optax wrapper, whether the next
@@ -36,33 +37,52 @@ from autoscale_jax.base import (
 TASK_GRADIENT_POLICIES = ("auto", "never")
 # Every multi-task update reports where it sits to the scope a train step or wrapper opened
 # (autoscale_jax._composition): not first, no optimizer after it, ... fail at trace time.
-# The keywords the dispatch consumes itself; every other one reaches the method's update.
-_DISPATCH_KEYWORDS = ("loss_vjp", "task_gradients", "vjp_chunk_size", "task_gramian")
+# The keyword of the typed form ``update(updates, state, params, inputs=UpdateInputs(...))``.
+_TYPED_KEYWORD = "inputs"
 
 
 class UpdateInputs(NamedTuple):
     """The extra inputs of one multi-task update, documented in one place.
 
     optax hands extra arguments down a chain (and through ``inject_hyperparams``,
-    :func:`autoscale_jax.multi_steps`, ...) as keywords, so ``update`` keeps taking them as
-    keywords; the dispatch reads them once into this object.
+    :func:`autoscale_jax.multi_steps`, ...) as keywords, so the public ``update`` keeps taking
+    them as keywords (``tx.update(task_grads, state, params, task_losses=..., key=...)``) and
+    reads them once, at its entry, with :meth:`from_keywords`. From there the library passes
+    this one object: to the method's update (the family bases of
+    :mod:`autoscale_jax.methods._update_paths`), to the method a wrapper holds
+    (:func:`~autoscale_jax.methods.freeze`, :func:`~autoscale_jax.methods.cr_mogm`), and into
+    the chain a train step or :func:`autoscale_jax.multi_steps` calls, as the single keyword
+    ``inputs=`` (``update(updates, state, params, inputs=UpdateInputs(...))`` is the typed
+    form of the same call).
 
     Attributes:
-      task_losses: [K] task losses (required with ``loss_vjp``).
-      key: the step's PRNG key (random methods, ``"sampled"``), or ``None``.
-      task_mask: [K] bools, the tasks present in the batch (partial labels), or ``None``.
-      presummed: the incoming gradient is already ``Σ_k w_k g_k`` with the fast path's weights.
+      task_losses: [K] task losses, or ``None`` (methods that read none). Set by the caller;
+        the train steps pass the forward pass's losses.
+      key: the step's PRNG key (random methods, ``gradient_mode="sampled"``), or ``None``. Set
+        by the caller (the train steps' ``key=``).
+      task_mask: [K] bools, the tasks present in the batch (partial labels), or ``None``. Set
+        by the caller, or by a train step with ``task_counts=True`` (``counts > 0``).
+      presummed: ``True`` when the incoming gradient is already ``Σ_k w_k g_k`` with the fast
+        path's weights. Set by the dispatch on its one-gradient path (or by a caller that did
+        the same combination itself).
       loss_vjp: the VJP of the task losses (``jax.vjp(loss_fn, params)[1]``); the incoming
         ``updates`` are then a placeholder and the dispatch computes the gradients it needs.
+        Set by the train steps; ``None`` for a plain ``update`` on stacked gradients.
       task_gradients: ``"auto"`` (ask the fast path; a ``lax.cond`` when the answer depends on
-        the state) or ``"never"`` (the one-gradient branch alone).
-      vjp_chunk_size: per-task VJPs this many at a time (bounds memory), or ``None``.
+        the state) or ``"never"`` (the one-gradient branch alone). Set by the train steps
+        (``one_gradient_step`` is ``"never"``).
+      vjp_chunk_size: per-task VJPs this many at a time (bounds memory), or ``None``. The
+        train steps' ``chunk_size``.
       task_gramian: ``metric_mask -> ObservedGramian``, the Gramian measured by a gradient mode
-        of the train step (see :mod:`autoscale_jax.modes`), or ``None``.
-      method_keywords: what the method's ``update`` receives: every keyword given but the
-        dispatch's own (``loss_vjp``, ``task_gradients``, ``vjp_chunk_size``,
-        ``task_gramian``), e.g. ``task_losses``, ``key``, ``task_mask``, ``presummed`` and
-        method inputs such as SDMGrad's ``second_task_grads``.
+        of the train step (see :mod:`autoscale_jax.modes`), or ``None``. Set by the train step.
+      method_inputs: the inputs only some methods read, by name (e.g. SDMGrad's
+        ``second_task_grads``, Auto-λ's ``validation_grads``; see
+        ``asj.methods.info(name).extra_inputs``): every keyword that is not a field above.
+        Set by the caller.
+
+    The method's update never sees the dispatch's own fields: it receives
+    :meth:`for_method` (``loss_vjp``, ``task_gramian``, ``vjp_chunk_size`` cleared, so a
+    wrapped method passed the same object updates from the gradients it is given).
     """
 
     task_losses: Any = None
@@ -73,23 +93,50 @@ class UpdateInputs(NamedTuple):
     task_gradients: str = "auto"
     vjp_chunk_size: int | None = None
     task_gramian: Callable | None = None
-    method_keywords: dict = {}  # noqa: RUF012  # never mutated
+    method_inputs: dict = {}  # noqa: RUF012  # never mutated
 
     @classmethod
     def from_keywords(cls, keywords: dict) -> UpdateInputs:
-        """Reads the keywords of an ``update`` call (unknown ones go to the method)."""
-        method = {k: v for k, v in keywords.items() if k not in _DISPATCH_KEYWORDS}
-        return cls(
-            task_losses=keywords.get("task_losses"),
-            key=keywords.get("key"),
-            task_mask=keywords.get("task_mask"),
-            presummed=keywords.get("presummed", False),
-            loss_vjp=keywords.get("loss_vjp"),
-            task_gradients=keywords.get("task_gradients", "auto"),
-            vjp_chunk_size=keywords.get("vjp_chunk_size"),
-            task_gramian=keywords.get("task_gramian"),
-            method_keywords=method,
+        """Reads the keywords of an ``update`` call: the fields above by name, every other
+        keyword into ``method_inputs``; ``inputs=`` alone is the typed form, returned as is.
+
+        Raises:
+          ValueError: for ``inputs=`` that is not an :class:`UpdateInputs`, or given with
+            other keywords.
+        """
+        if _TYPED_KEYWORD in keywords:
+            inputs = keywords[_TYPED_KEYWORD]
+            if not isinstance(inputs, UpdateInputs) or len(keywords) > 1:
+                raise ValueError(
+                    "update(..., inputs=...) takes one autoscale_jax.dispatch.UpdateInputs "
+                    f"and no other keyword (got inputs of type {type(inputs).__name__} and "
+                    f"keywords {sorted(keywords)}): pass either inputs=UpdateInputs(...) or "
+                    "the loose keywords (task_losses=..., key=..., ...)."
+                )
+            return inputs
+        named = {k: v for k, v in keywords.items() if k in _NAMED_FIELDS}
+        method = {k: v for k, v in keywords.items() if k not in _NAMED_FIELDS}
+        return cls(**named, method_inputs=method)
+
+    def for_method(self, presummed: bool) -> UpdateInputs:
+        """What the method's update receives: the dispatch's own fields cleared and
+        ``presummed`` as the path sets it."""
+        return self._replace(
+            presummed=presummed,
+            loss_vjp=None,
+            task_gradients="auto",
+            vjp_chunk_size=None,
+            task_gramian=None,
         )
+
+    def extra(self) -> dict:
+        """The ``extra`` dict a family base's ``aggregate`` reads (``extra.get(name)``): the
+        method's own inputs and ``task_mask``."""
+        return {**self.method_inputs, "task_mask": self.task_mask}
+
+
+# The fields a keyword of that name sets (every other keyword is a method input).
+_NAMED_FIELDS = UpdateInputs._fields[:-1]
 
 
 def multitask_transformation(
@@ -101,26 +148,35 @@ def multitask_transformation(
     """Builds a :class:`~autoscale_jax.base.MultiTaskTransformation` from a method's
     ``init``/``update`` and its fast and Gramian paths.
 
-    The returned ``update(updates, state, params, **keywords)`` reads the keywords into an
-    :class:`UpdateInputs`. Without ``loss_vjp`` it calls ``update`` on the stacked gradients
-    it was given; with ``loss_vjp`` (the train steps of :mod:`autoscale_jax.train`, through
-    any optax wrapper that forwards extra arguments) it computes what the method needs itself:
-    the K per-task gradients ``vjp(e_k)`` while the fast path needs them (or, with
+    The returned ``update(updates, state, params, **keywords)`` reads the keywords once into
+    an :class:`UpdateInputs` and calls the method's ``update(updates, state, params, inputs)``
+    with :meth:`UpdateInputs.for_method`. Without ``loss_vjp`` it passes on the stacked
+    gradients it was given; with ``loss_vjp`` (the train steps of :mod:`autoscale_jax.train`,
+    through any optax wrapper that forwards extra arguments) it computes what the method needs
+    itself: the K per-task gradients ``vjp(e_k)`` while the fast path needs them (or, with
     ``task_gramian``, the :class:`~autoscale_jax.base.GramianPath`'s weights from the measured
     Gramian; raises for a transformation without one), else the fast path's weights ``w`` and
-    the single gradient ``vjp(w) = ∇ Σ_k w_k L_k``.
+    the single gradient ``vjp(w) = ∇ Σ_k w_k L_k`` (``presummed=True``).
+
+    Args:
+      init: ``params -> state``.
+      update: ``(updates, state, params, inputs: UpdateInputs) -> (updates, state)``, the
+        method: stacked gradients (leading axis K) in, one combined update out, or the
+        combined gradient when ``inputs.presummed``.
+      fast_path: the :class:`~autoscale_jax.base.FastPath`, if any.
+      gramian_path: the :class:`~autoscale_jax.base.GramianPath`, if any.
     """
 
     def update_fn(updates: Any, state: Any, params: Any = None, **keywords: Any) -> tuple:
         inputs = UpdateInputs.from_keywords(keywords)
         if inputs.loss_vjp is _QUERY:
             raise _TaskGradientAnswer(fast_path, state)
-        method_keywords = inputs.method_keywords
         if inputs.loss_vjp is None:
             if not inputs.presummed:
                 checks.check_not_parameter_shaped(updates, params)
             _composition.started(updates, state, consumer=False)
-            return _composition.finished(update(updates, state, params, **method_keywords))
+            stacked = inputs.for_method(presummed=inputs.presummed)
+            return _composition.finished(update(updates, state, params, stacked))
         if inputs.task_gradients not in TASK_GRADIENT_POLICIES:
             raise ValueError(
                 f"task_gradients must be one of {TASK_GRADIENT_POLICIES}, got "
@@ -138,14 +194,15 @@ def multitask_transformation(
                 return _gramian_update(gramian_path, inputs, state, params)
             eye = jnp.eye(jnp.shape(losses)[0], dtype=dtype)
             task_grads = jacobian.stacked_vjp(loss_vjp, eye, inputs.vjp_chunk_size)
-            return update(_like_params(task_grads, params), state, params, **method_keywords)
+            stacked = inputs.for_method(presummed=inputs.presummed)
+            return update(_like_params(task_grads, params), state, params, stacked)
 
         def with_one_gradient(state: Any) -> tuple[Any, Any]:
             assert fast_path is not None  # only reached with a fast path
             weights = fast_path_weights(fast_path, state, losses, inputs.key, inputs.task_mask)
             (combined,) = loss_vjp(weights.astype(dtype))
             combined = _like_params(combined, params)
-            return update(combined, state, params, presummed=True, **method_keywords)
+            return update(combined, state, params, inputs.for_method(presummed=True))
 
         if fast_path is None:
             if inputs.task_gradients == "never":

@@ -57,7 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from autoscale_jax import metrics
-from autoscale_jax.weighting import AGGREGATIONS
+from autoscale_jax.weighting import AGGREGATIONS, last_half_start, window_ends
 
 GUIDE_INPUTS = ("gramian", "losses")
 
@@ -90,7 +90,7 @@ def aggregation(how: str, num_windows: int, decay: float = 0.9) -> Aggregation:
     if how not in AGGREGATIONS:
         raise ValueError(f"Unknown aggregation {how!r}; choose one of {AGGREGATIONS}.")
     num_windows = max(int(num_windows), 1)
-    first = num_windows - (num_windows + 1) // 2 if how == "last_half" else 0
+    first = last_half_start(num_windows) if how == "last_half" else 0
     return Aggregation(how, first, float(decay))
 
 
@@ -367,7 +367,7 @@ def phase_one_step(
         )
     stats = accumulate(stats, G, losses, task_mask, loss_mask, uses=phase.uses)
     last_step = step == phase.estimation_steps - 1
-    window_ends = ((step + 1) % phase.window == 0) | last_step
+    ends = window_ends(step, phase.window, last_step)
 
     def close(stats: WindowStatistics) -> tuple:
         mean_G, mean_losses = window_means(stats)
@@ -376,7 +376,7 @@ def phase_one_step(
         )
         return chosen, close_window(stats, chosen, phase.aggregation)
 
-    next_weights, stats = jax.lax.cond(window_ends, close, lambda s: (weights, s), stats)
+    next_weights, stats = jax.lax.cond(ends, close, lambda s: (weights, s), stats)
     next_weights = jax.lax.cond(
         last_step,
         lambda: jnp.where(stats.estimates == 0, jnp.nan, aggregated_weights(stats)),

@@ -259,11 +259,9 @@ def nnx_train_step(
         jacobian.check_losses(losses)
         nnx.update(model, new_rest)
         try:
-            with _composition.scope("optimizer.tx", _pure(params), opt_state) as seen:
-                updates = _optimizer_update(
-                    optimizer,
-                    model,
-                    params,  # a placeholder: the multi-task part uses loss_vjp
+            # The step's inputs, read once: the multi-task part receives this one object.
+            inputs = dispatch.UpdateInputs.from_keywords(
+                dict(
                     task_losses=losses,
                     key=key,
                     loss_vjp=lambda cotangent: vjp_fn(cotangent),
@@ -271,6 +269,10 @@ def nnx_train_step(
                     vjp_chunk_size=chunk_size,
                     **update_inputs,
                 )
+            )
+            with _composition.scope("optimizer.tx", _pure(params), opt_state) as seen:
+                # params: a placeholder, the multi-task part uses inputs.loss_vjp
+                updates = _optimizer_update(optimizer, model, params, inputs=inputs)
             seen.check_train_step(updates, optimizer_given=False)
             if restart_moments and task_gradients == "auto":
                 _nnx.restart_at_phase_switch(optimizer, model, opt_state)

@@ -2,8 +2,9 @@
 
 :func:`multitask_train_step` builds ``init``/``step`` for a multi-task transformation followed
 by an ordinary optax optimizer (or one chain holding both). Each step runs one forward pass
-and passes the losses' VJP to the transformation, whose :class:`~autoscale_jax.base.FastPath`
-decides whether it needs per-task gradients:
+and passes the losses' VJP (in one :class:`~autoscale_jax.dispatch.UpdateInputs`) to the
+transformation, whose :class:`~autoscale_jax.base.FastPath` decides whether it needs per-task
+gradients:
 
 - yes (AutoScale's phase 1, gradient-space methods): one forward pass, K vmapped VJPs, the
   transformation combines them;
@@ -95,10 +96,13 @@ def multitask_train_step(
 ) -> TrainStep:
     """A train step for ``weighting`` (then ``optimizer``) with the one-backward-pass fast path.
 
-    Every step runs one forward pass and hands the loss VJP to the transformation
-    (``update(..., loss_vjp=vjp)``, see :func:`autoscale_jax.dispatch.multitask_transformation`),
-    which computes the K per-task gradients or the single gradient ``∇ Σ_k w_k L_k`` as its
-    fast path says. The VJP travels as an extra argument, so the multi-task part may sit inside
+    Every step runs one forward pass, reads its inputs once into an
+    :class:`~autoscale_jax.dispatch.UpdateInputs` (the losses, their VJP, ``key``, the
+    gradient mode's Gramian, ``update_inputs``) and hands it to the transformation
+    (``update(..., inputs=inputs)``, see
+    :func:`autoscale_jax.dispatch.multitask_transformation`), which computes the K per-task
+    gradients or the single gradient ``∇ Σ_k w_k L_k`` as its fast path says. The inputs
+    travel as an extra argument, so the multi-task part may sit inside
     ``optax.chain``, ``optax.named_chain`` or ``optax.inject_hyperparams``, or inside the
     wrappers :func:`autoscale_jax.multi_steps` and
     :func:`autoscale_jax.accumulation.apply_if_finite` (which hold the optimizer). It must be
@@ -194,20 +198,23 @@ def multitask_train_step(
                 num_sampled_tasks=num_sampled_tasks,
                 task_counts=task_counts,
             )
-            losses, vjp_fn = lin.losses, lin.loss_vjp
-            with _composition.scope("`weighting`", params, state.weighting) as seen:
-                # The incoming gradients are a placeholder: the multi-task part uses loss_vjp.
-                combined, weighting_state = weighting.update(
-                    params,
-                    state.weighting,
-                    params,
+            losses = lin.losses
+            # The step's inputs, read once: the multi-task part receives this one object.
+            inputs = dispatch.UpdateInputs.from_keywords(
+                dict(
                     task_losses=losses,
                     key=key,
-                    loss_vjp=vjp_fn,
+                    loss_vjp=lin.loss_vjp,
                     task_gradients=task_gradients,
                     vjp_chunk_size=chunk_size,
                     **lin.update_inputs,
                     **update_inputs,
+                )
+            )
+            with _composition.scope("`weighting`", params, state.weighting) as seen:
+                # The incoming gradients are a placeholder: the multi-task part uses loss_vjp.
+                combined, weighting_state = weighting.update(
+                    params, state.weighting, params, inputs=inputs
                 )
             seen.check_train_step(combined, optimizer is not None)
             optimizer_state = state.optimizer

@@ -1,4 +1,4 @@
-"""Metric-guided task-weight rules, normalisation and aggregation of window weights.
+"""Metric-guided task-weight rules, normalisation, windows and aggregation of window weights.
 
 A *guide* maps window statistics (mean Gramian ``G`` of the task gradients and mean losses
 ``L̄``) to linear-scalarization weights ``w`` with ``Σ_k w_k = K``:
@@ -176,6 +176,25 @@ def guide_rule(
     raise ValueError(f"Unknown guide {guide!r}; choose one of {GUIDES}.")
 
 
+def window_ends(step: jax.Array, window: int, last_step: jax.Array) -> jax.Array:
+    """Whether ``step`` ends a window: every ``window`` steps, and at the phase's last step
+    (the last window may be shorter). AutoScale's windows
+    (:func:`autoscale_jax.estimator.phase_one_step`) and
+    :func:`autoscale_jax.methods.freeze`'s epochs are both cut this way."""
+    return ((step + 1) % window == 0) | last_step
+
+
+def last_half_start(num_windows: Any) -> Any:
+    """The first of the last ``ceil(n/2)`` of ``n`` windows, ``n - ceil(n/2)``: where
+    ``"last_half"`` starts (``n`` a Python int or a traced one).
+
+    Example:
+      >>> last_half_start(5)      # windows 2, 3, 4
+      2
+    """
+    return num_windows - (num_windows + 1) // 2
+
+
 def aggregate_window_weights(
     window_weights: jax.Array, num_windows: jax.Array, how: str = "last_half", decay: float = 0.9
 ) -> jax.Array:
@@ -203,6 +222,6 @@ def aggregate_window_weights(
             return jnp.where(i < n, blended, value)
 
         return normalise(jax.lax.fori_loop(1, window_weights.shape[0], ema_step, window_weights[0]))
-    first: Any = {"last_half": n - (n + 1) // 2, "last": n - 1, "mean": 0}[how]
+    first: Any = {"last_half": last_half_start(n), "last": n - 1, "mean": 0}[how]
     keep = ((index >= first) & (index < n)).astype(window_weights.dtype)
     return normalise(keep @ window_weights / jnp.sum(keep))

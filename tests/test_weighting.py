@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import random_jacobian
 
-from autoscale_jax import metrics, weighting
+from autoscale_jax import estimator, metrics, weighting
 
 
 def gramian_of(J):
@@ -155,3 +155,17 @@ def test_loss_balance_weights_checks_concrete_losses_inside_a_traced_branch():
             lambda: weighting.loss_balance_weights(negative),
             lambda: jnp.zeros(2),
         )
+
+
+@pytest.mark.parametrize("n, first", [(1, 0), (2, 1), (5, 2), (6, 3)])
+def test_last_half_starts_at_the_last_ceil_half_statically_and_traced(n, first):
+    # One formula for the estimator's static start and the table's traced one.
+    assert weighting.last_half_start(n) == first
+    assert estimator.aggregation("last_half", n).first_window == first
+    assert int(jax.jit(weighting.last_half_start)(jnp.asarray(n))) == first
+
+
+def test_windows_end_every_window_steps_and_at_the_last_step():
+    steps = jnp.arange(7)
+    ends = weighting.window_ends(steps, 3, steps == 6)
+    assert ends.tolist() == [False, False, True, False, False, True, True]

@@ -19,7 +19,7 @@ import jax
 
 from autoscale_jax import base, checks, dispatch, jacobian, metrics
 from autoscale_jax.methods._heads import combine_heads
-from autoscale_jax.methods._partial_labels import stand_in_gradients, stand_in_losses
+from autoscale_jax.methods._partial_labels import masked, stand_in_gradients, stand_in_losses
 
 
 class Sample(NamedTuple):
@@ -41,7 +41,7 @@ class Sample(NamedTuple):
 
 # transition(state, sample) -> (weights to apply, 0 for absent tasks; next state)
 Transition = Callable[[Any, Sample], tuple[jax.Array, Any]]
-# gramian_fn(task_grads, extra_args) -> G, for methods that measure elsewhere (MGDA-UB)
+# gramian_fn(task_grads, extra) -> G, for methods that measure elsewhere (MGDA-UB)
 GramianFn = Callable[[Any, dict], jax.Array]
 
 
@@ -84,6 +84,19 @@ def checked_inputs(
     return losses, key, checks.check_task_mask(task_mask, num_tasks)
 
 
+def checked_stacked(task_grads: Any, num_tasks: int, task_mask: Any) -> Any:
+    """Checks stacked task gradients (leading axis K) and returns the checked task mask ([K]
+    bools, or ``None``): the first lines of a wrapper's stacked update."""
+    checks.check_task_gradients(task_grads, num_tasks)
+    return checks.check_task_mask(task_mask, num_tasks)
+
+
+def present_weighted_sum(task_grads: Any, weights: jax.Array, present: Any) -> Any:
+    """``Σ_k w_k g_k`` over the present tasks (``present`` from :func:`checked_stacked`): an
+    absent task gets weight 0 and its gradient (even NaN) never enters the sum."""
+    return base.weighted_sum(task_grads, masked(weights, present), present)
+
+
 def stacked_gradient_method(
     num_tasks: int,
     name: str,
@@ -101,7 +114,7 @@ def stacked_gradient_method(
     """The general base: checks the call, then ``aggregate`` combines the stacked gradients.
 
     Partial labels: ``update(..., task_mask=present)`` is checked ([K] bools). Unless the
-    method handles it itself (``handles_task_mask``, it then reads ``extra_args["task_mask"]``),
+    method handles it itself (``handles_task_mask``, it then reads ``extra["task_mask"]``),
     ``aggregate`` sees each absent task's gradient and loss replaced by the present tasks' mean
     (:func:`stand_in_gradients`): the absent task's own gradient never reaches the update.
 
@@ -109,9 +122,11 @@ def stacked_gradient_method(
       num_tasks: K >= 2 (already checked by the caller or checked here).
       name: the method's registry name, for error messages.
       init_state: ``params -> state`` (most methods ignore the parameters).
-      aggregate: ``(task_grads, state, losses, key, extra_args) -> (update, state)``; the
+      aggregate: ``(task_grads, state, losses, key, extra) -> (update, state)``; the
         gradients are checked (leading axis K), ``losses`` is the checked [K] float32 array or
-        None, ``key`` is checked when ``needs_key``.
+        None, ``key`` is checked when ``needs_key``, ``extra`` is
+        :meth:`~autoscale_jax.dispatch.UpdateInputs.extra` (``extra.get("task_mask")``, a
+        method's own inputs such as ``extra.get("second_task_grads")``).
       needs_key: whether ``update`` requires ``key=``.
       losses_required: whether ``update`` requires ``task_losses=``.
       presummed_update: ``(combined_gradient, state, losses, key) -> (update, state)`` for the
@@ -120,7 +135,7 @@ def stacked_gradient_method(
       fast_path: the :class:`~autoscale_jax.base.FastPath`, if any.
       gramian_path: the :class:`~autoscale_jax.base.GramianPath`, if any.
       handles_task_mask: whether ``aggregate`` and ``presummed_update`` apply
-        ``extra_args["task_mask"]`` themselves.
+        ``extra["task_mask"]`` themselves.
       validate_state: called with the state before anything else, to raise for a state this
         transformation cannot continue (AutoScale: another configuration's checkpoint).
 
@@ -133,30 +148,23 @@ def stacked_gradient_method(
         return init_state(params)
 
     def update_fn(
-        task_grads: Any,
-        state: Any,
-        params: Any = None,
-        *,
-        task_losses: jax.Array | None = None,
-        key: jax.Array | None = None,
-        presummed: bool = False,
-        **extra_args: Any,
+        task_grads: Any, state: Any, params: Any, inputs: dispatch.UpdateInputs
     ) -> tuple[Any, Any]:
         del params
         if validate_state is not None:
             validate_state(state)
-        if presummed and presummed_update is None:
+        if inputs.presummed and presummed_update is None:
             reject_presummed(name)
         losses, key, present = checked_inputs(
             name,
             num_tasks,
-            task_losses,
-            key,
-            extra_args.get("task_mask"),
+            inputs.task_losses,
+            inputs.key,
+            inputs.task_mask,
             needs_key=needs_key,
             losses_required=losses_required,
         )
-        if presummed:
+        if inputs.presummed:
             assert presummed_update is not None  # rejected above otherwise
             if handles_task_mask:
                 return presummed_update(task_grads, state, losses, key, present)
@@ -166,7 +174,7 @@ def stacked_gradient_method(
             task_grads = stand_in_gradients(task_grads, present)
             if losses is not None:
                 losses = stand_in_losses(losses, present)
-        return aggregate(task_grads, state, losses, key, extra_args)
+        return aggregate(task_grads, state, losses, key, inputs.extra())
 
     return dispatch.multitask_transformation(init_fn, update_fn, fast_path, gramian_path)
 
@@ -210,7 +218,7 @@ def gramian_base(
       measured: the leaves the Gramian sees (a checked metric mask).
       reads_gramian: whether the transition reads the Gramian.
       heads: ``"weighted"`` or ``"plain"``.
-      gramian_fn: ``(task_grads, extra_args) -> G`` to measure elsewhere (MGDA-UB).
+      gramian_fn: ``(task_grads, extra) -> G`` to measure elsewhere (MGDA-UB).
       fast_path: the :class:`~autoscale_jax.base.FastPath`, if any.
       presummed_update: the steps the fast path serves, if any.
       prior_weights: the :class:`~autoscale_jax.base.GramianPath`'s ``prior_weights``.

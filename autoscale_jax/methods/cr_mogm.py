@@ -16,6 +16,7 @@ import numpy as np
 from autoscale_jax import base, checks, dispatch
 from autoscale_jax.methods import _bases, _partial_labels
 from autoscale_jax.methods._registry import MethodInfo
+from autoscale_jax.methods._update_paths import checked_stacked, present_weighted_sum
 
 
 class CRMOGMState(NamedTuple):
@@ -156,42 +157,26 @@ def cr_mogm(
         return moving_average(state.task_weights, proposed, step_alpha)
 
     def update_fn(
-        task_grads: Any,
-        state: CRMOGMState,
-        params: Any = None,
-        *,
-        presummed: bool = False,
-        **extra_args: Any,
+        task_grads: Any, state: CRMOGMState, params: Any, inputs: dispatch.UpdateInputs
     ) -> tuple[Any, CRMOGMState]:
-        if presummed:
+        if inputs.presummed:
             if inner_fast is None:
                 _bases.reject_presummed("cr_mogm around a method without a fast path")
             assert inner_fast is not None  # reject_presummed raised otherwise
             # The fast path combined the gradient with these same averaged weights.
             proposed = base.fast_path_weights(
-                inner_fast,
-                state.inner,
-                extra_args.get("task_losses"),
-                extra_args.get("key"),
-                extra_args.get("task_mask"),
+                inner_fast, state.inner, inputs.task_losses, inputs.key, inputs.task_mask
             )
-            _, inner = method.update(task_grads, state.inner, params, presummed=True, **extra_args)
+            _, inner = method.update(task_grads, state.inner, params, inputs=inputs)
             weights = average(
-                state,
-                proposed,
-                extra_args.get("task_losses"),
-                combined=task_grads,
-                present=extra_args.get("task_mask"),
+                state, proposed, inputs.task_losses, combined=task_grads, present=inputs.task_mask
             )
             return task_grads, CRMOGMState(weights, inner, state.step + 1)
-        num_tasks = state.task_weights.shape[0]
-        checks.check_task_gradients(task_grads, num_tasks)
-        present = checks.check_task_mask(extra_args.get("task_mask"), num_tasks)
-        _, inner = method.update(task_grads, state.inner, params, **extra_args)
-        losses = extra_args.get("task_losses")
-        weights = average(state, _inner_weights(inner), losses, task_grads, present=present)
-        applied = _partial_labels.masked(weights, present)  # an absent task gets 0
-        update = base.weighted_sum(task_grads, applied, present)
+        present = checked_stacked(task_grads, state.task_weights.shape[0], inputs.task_mask)
+        _, inner = method.update(task_grads, state.inner, params, inputs=inputs)
+        proposed = _inner_weights(inner)
+        weights = average(state, proposed, inputs.task_losses, task_grads, present=present)
+        update = present_weighted_sum(task_grads, weights, present)
         return update, CRMOGMState(weights, inner, state.step + 1)
 
     fast_path = None

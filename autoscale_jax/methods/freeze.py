@@ -12,9 +12,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import base, checks, dispatch, weighting
-from autoscale_jax.methods import _partial_labels
+from autoscale_jax import base, dispatch, weighting
 from autoscale_jax.methods._registry import MethodInfo
+from autoscale_jax.methods._update_paths import checked_stacked, present_weighted_sum
 
 
 class FreezeState(NamedTuple):
@@ -111,7 +111,7 @@ def freeze(
         weight_sum = state.epoch_weight_sum + jnp.where(finite, weights, 0.0)
         count = state.epoch_count + finite.astype(jnp.int32)
         last_step = state.step == estimation_steps - 1
-        epoch_ends = ((state.step + 1) % epoch_length == 0) | last_step
+        epoch_ends = weighting.window_ends(state.step, epoch_length, last_step)
         close = epoch_ends & (count > 0)
         epoch_mean = weighting.normalise(weight_sum / jnp.maximum(count, 1))
         slot = jnp.minimum(state.epochs_closed, num_epochs - 1)
@@ -131,32 +131,22 @@ def freeze(
         )
 
     def update_fn(
-        task_grads: Any,
-        state: FreezeState,
-        params: Any = None,
-        *,
-        presummed: bool = False,
-        **extra_args: Any,
+        task_grads: Any, state: FreezeState, params: Any, inputs: dispatch.UpdateInputs
     ) -> tuple[Any, FreezeState]:
         estimating = state.step < estimation_steps
 
         def run_inner(state: FreezeState) -> tuple:
-            if presummed and inner_fast is None:
+            if inputs.presummed and inner_fast is None:
                 # Unreachable: without an inner fast path, phase 1 always takes task gradients.
                 return task_grads, state
-            updates, inner = method.update(
-                task_grads, state.inner, params, presummed=presummed, **extra_args
-            )
+            updates, inner = method.update(task_grads, state.inner, params, inputs=inputs)
             return updates, record(state, inner)
 
         def fixed(state: FreezeState) -> tuple:
-            if presummed:
+            if inputs.presummed:
                 return task_grads, state
-            num_tasks = state.task_weights.shape[0]
-            checks.check_task_gradients(task_grads, num_tasks)
-            present = checks.check_task_mask(extra_args.get("task_mask"), num_tasks)
-            weights = _partial_labels.masked(state.task_weights, present)  # an absent task gets 0
-            return base.weighted_sum(task_grads, weights, present), state
+            present = checked_stacked(task_grads, state.task_weights.shape[0], inputs.task_mask)
+            return present_weighted_sum(task_grads, state.task_weights, present), state
 
         updates, state = jax.lax.cond(estimating, run_inner, fixed, state)
         return updates, state._replace(step=state.step + 1)
