@@ -313,6 +313,23 @@ def assert_update_conflicts_with_no_task(exact, ridged, rng, num_tasks, dim, reg
     assert conflicts >= 5  # the Jacobians do conflict
 
 
+def assert_zero_gradient_is_ignored(exact, ridged, rng, reference_alone):
+    """A dual-cone method (UPGrad, DualProj): a zero task gradient neither contributes to nor
+    constrains the update. With ``g_3 = 0`` the update of ``exact`` (``reg_eps=0``) is
+    ``2/3 · reference_alone(J[:2]) @ J[:2]`` (the float64 weights of the two other tasks alone,
+    scaled for the mean over three); all-zero gradients give ``ridged`` a zero update, whose
+    weights and state are returned."""
+    J = rng.normal(size=(3, 5))
+    J[2] = 0.0
+    update, weights, _ = run_method(exact, J)
+    assert np.all(np.isfinite(weights))
+    alone = reference_alone(J[:2]) * 2 / 3
+    np.testing.assert_allclose(update, alone @ J[:2], rtol=1e-4, atol=1e-6)
+    update, weights, state = run_method(ridged, np.zeros((3, 5)))
+    np.testing.assert_array_equal(update, 0.0)
+    return weights, state
+
+
 def assert_compiles_once_and_flags_nan(tx, num_tasks: int, rng, **kwargs) -> None:
     """Jitted update compiles once over new values; a NaN gradient reaches the update, keeps
     the previous (finite) weights and flags the solve as not converged."""
