@@ -11,8 +11,8 @@ from autoscale_jax.bench import cli
 from autoscale_jax.bench.datasets import MultiTaskDataset, TaskSpec
 from autoscale_jax.bench.running import evaluation, single_run
 from autoscale_jax.bench.running.benchmark import Benchmark
-from autoscale_jax.bench.running.method_config import json_options
 from autoscale_jax.bench.running.recipe import Recipe
+from autoscale_jax.bench.running.run_loop import setup_fields
 from autoscale_jax.bench.running.run_result import RunResult
 
 TASKS = (
@@ -41,14 +41,9 @@ def fake_run(benchmark, config, *, seed, steps, batch_size, eval_every, baseline
     metrics = ({"accuracy": 0.8}, {"mse": 0.1})
     half = max(1, steps // 2)
     return RunResult(
-        benchmark=benchmark.name,
-        method=config.label,
-        method_name=config.name,
-        options=json_options(config.options),
-        seed=seed,
-        steps=steps,
-        batch_size=batch_size,
-        eval_every=eval_every,
+        **setup_fields(
+            benchmark, config, seed=seed, steps=steps, batch_size=batch_size, eval_every=eval_every
+        ),
         selected_step=steps,
         selection_score=-1.0,
         validation_metrics=metrics,

@@ -58,14 +58,17 @@ import autoscale_jax as asj
 from autoscale_jax import search
 from autoscale_jax.bench.running import chunk, evaluation
 from autoscale_jax.bench.running.benchmark import Benchmark, MethodKey, TrainerKey
-from autoscale_jax.bench.running.method_config import SEARCH_METHOD, MethodConfig, json_options
-from autoscale_jax.bench.running.run_result import Baselines, RunResult, TaskMetricDicts
-from autoscale_jax.bench.running.selection import (
-    Checkpoint,
-    keep_better,
-    relative_score,
-    selection_reference,
+from autoscale_jax.bench.running.method_config import SEARCH_METHOD, MethodConfig
+from autoscale_jax.bench.running.run_loop import (
+    RunClock,
+    record_stride,
+    run_start,
+    selected_fields,
+    setup_fields,
+    train_chunks,
 )
+from autoscale_jax.bench.running.run_result import Baselines, RunResult, TaskMetricDicts
+from autoscale_jax.bench.running.selection import Checkpoint, relative_score
 
 __all__ = ["SEARCH_METHOD", "run"]
 
@@ -192,14 +195,12 @@ def _weight_search(
     return cache[key]
 
 
-class _Clock:
-    """Training time and compile time of one run: ``lap()`` closes a chunk (its compile
-    time, as JAX reports it, moves off the clock)."""
+class _Clock(RunClock):
+    """:class:`RunClock` of the search phase: ``lap()`` closes a chunk (its compile time, as JAX
+    reports it, moves off the clock)."""
 
     def __init__(self) -> None:
-        self.chunks: list[float] = []
-        self.compile = 0.0
-        self.evaluations = 0
+        super().__init__()
         self.start()
 
     def start(self) -> None:
@@ -237,12 +238,14 @@ def run(
     """
     if selection_tasks is not None:
         raise ValueError("autoscale_search scores every task")
-    k, options, tasks = benchmark.num_tasks, config.options, benchmark.dataset.tasks
-    functions = chunk.benchmark_functions(benchmark)
-    params = chunk.initial_params(benchmark, seed)
-    indices = chunk.batch_indices(len(benchmark.dataset.train.inputs), batch_size, steps, seed)
-    initial = chunk.evaluate(benchmark, params, benchmark.dataset.validation)
-    reference = selection_reference(baselines, initial)
+    k, options = benchmark.num_tasks, config.options
+    start = run_start(benchmark, seed=seed, batch_size=batch_size, steps=steps, baselines=baselines)
+    functions, params, indices, reference = (
+        start.functions,
+        start.params,
+        start.indices,
+        start.reference,
+    )
     probes, probe_steps = [functions.probe(params, jnp.ones(k), functions.probe_batch)], [0]
     finder = _weight_search(benchmark, options, params, reference, steps, batch_size)
     chunks: list = []
@@ -281,61 +284,42 @@ def run(
     probes.append(functions.probe(params, weights, functions.probe_batch))
     probe_steps.append(done)
     validation = chunk.evaluate(benchmark, params, benchmark.dataset.validation)
-    first = Checkpoint(relative_score(tasks, validation, reference), done, params, validation)
-    best, history = first, [(done, first.score)]
+    score = relative_score(benchmark.dataset.tasks, validation, reference)
+    best = Checkpoint(score, done, params, validation)  # kept even when not finite
+    history = [(done, score)]
     method = chunk.method_build(
         MethodConfig("survivor", "fixed_weights", {"weights": weights}), k, params
     )
     state = asj.TrainState(asj.FixedWeightsState(weights), opt_state)
-    keys = jax.random.split(jax.random.key(seed), steps)
     losses = [np.mean(losses_1, axis=0).tolist()]
-    while done < steps:
-        length = min(eval_every - done % eval_every, steps - done)
-        arguments = (
-            method.args,
-            params,
-            state,
-            functions.data,
-            jnp.asarray(indices[done : done + length]),
-            keys[done : done + length],
-        )
-        compiled_chunk, seconds = chunk.compiled_chunk(
-            benchmark, method, arguments, total_steps=steps
-        )
-        clock.compile += seconds
-        start = time.perf_counter()
-        params, state, step_records = jax.block_until_ready(compiled_chunk(*arguments))
-        clock.chunks.append(time.perf_counter() - start)
-        clock.evaluations += length
-        done += length
-        weight_rows += [np.asarray(weights)] * length
-        losses.append(np.mean(np.asarray(step_records.losses), axis=0).tolist())
-        validation = chunk.evaluate(benchmark, params, benchmark.dataset.validation)
-        score = relative_score(tasks, validation, reference)
-        best = keep_better(best, Checkpoint(score, done, params, validation))
-        history.append((done, score))
-        probes.append(functions.probe(params, weights, functions.probe_batch))
-        probe_steps.append(done)
-    test = chunk.evaluate(benchmark, best.params, benchmark.dataset.test)
-    stride = max(1, -(-steps // 200))
-    return RunResult(
-        benchmark=benchmark.name,
-        method=config.label,
-        method_name=config.name,
-        options=json_options(options),
-        seed=seed,
+    for trained in train_chunks(
+        benchmark,
+        method,
+        params,
+        state,
+        indices=indices,
+        keys=jax.random.split(jax.random.key(seed), steps),
+        start=done,
         steps=steps,
-        batch_size=batch_size,
         eval_every=eval_every,
-        selected_step=best.step,
-        selection_score=float(best.score),
-        validation_metrics=best.validation,
-        test_metrics=test,
-        delta_m=None if baselines is None else evaluation.delta_m_both(tasks, test, baselines.test),
-        wall_time_s=float(sum(clock.chunks)),
-        chunk_times_s=clock.chunks,
-        compile_time_s=clock.compile,
-        gradient_evaluations=clock.evaluations,
+        best=best,
+        reference=reference,
+        clock=clock,
+    ):
+        clock.evaluations += trained.length
+        weight_rows += [np.asarray(weights)] * trained.length
+        losses.append(np.mean(np.asarray(trained.records.losses), axis=0).tolist())
+        best = trained.best
+        history.append((trained.step, trained.score))
+        probes.append(functions.probe(trained.params, weights, functions.probe_batch))
+        probe_steps.append(trained.step)
+    stride = record_stride(steps)
+    return RunResult(
+        **setup_fields(
+            benchmark, config, seed=seed, steps=steps, batch_size=batch_size, eval_every=eval_every
+        ),
+        **selected_fields(benchmark, best, baselines),
+        **clock.fields(),
         weight_steps=list(range(1, steps + 1, stride)),
         weights=np.asarray(weight_rows[::stride], np.float64).tolist(),
         estimator_steps=list(range(1, len(losses_1) + 1)),

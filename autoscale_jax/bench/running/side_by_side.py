@@ -23,17 +23,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from autoscale_jax import search
-from autoscale_jax.bench.running import chunk, evaluation
+from autoscale_jax.bench.running import chunk
 from autoscale_jax.bench.running.benchmark import Benchmark, MethodKey, TrainerKey
 from autoscale_jax.bench.running.method_config import MethodConfig, json_options
+from autoscale_jax.bench.running.run_loop import record_stride, run_start, select, selected_fields
 from autoscale_jax.bench.running.run_result import Baselines, RunResult
 from autoscale_jax.bench.running.run_store import RunStore, run_key
-from autoscale_jax.bench.running.selection import (
-    Checkpoint,
-    keep_better,
-    relative_score,
-    selection_reference,
-)
+from autoscale_jax.bench.running.selection import Checkpoint
 
 __all__ = ["vmapped_grid_runs", "vmapped_seed", "weights_label"]
 
@@ -140,16 +136,12 @@ def vmapped_grid_runs(
     weights = jnp.asarray(weight_grid, jnp.float32)
     num = weights.shape[0]
     labels = [weights_label(w) for w in np.asarray(weight_grid)] if labels is None else labels
-    functions = chunk.benchmark_functions(benchmark)
-    tasks, validation_split = benchmark.dataset.tasks, benchmark.dataset.validation
-    params0 = chunk.initial_params(benchmark, seed)
+    begin = run_start(benchmark, seed=seed, batch_size=batch_size, steps=steps, baselines=baselines)
+    functions, params0, indices = begin.functions, begin.params, begin.indices
     optimizer = benchmark.recipe.optimizer(steps)
     params = jax.tree.map(lambda x: jnp.broadcast_to(x, (num, *x.shape)), params0)
     opt_state = jax.vmap(optimizer.init)(params)
-    indices = chunk.batch_indices(len(benchmark.dataset.train.inputs), batch_size, steps, seed)
-    initial = chunk.evaluate(benchmark, params0, validation_split)
-    reference = selection_reference(baselines, initial)
-    best = [Checkpoint(-math.inf, 0, params0, initial)] * num
+    best = [Checkpoint(-math.inf, 0, params0, begin.initial)] * num
     history: list[list[Any]] = [[] for _ in range(num)]  # (step, score, probe, loss, time)
     probe0 = [functions.probe(params0, weights[g], functions.probe_batch) for g in range(num)]
     compile_time, done, elapsed = 0.0, 0, 0.0
@@ -160,9 +152,9 @@ def vmapped_grid_runs(
         arguments = (weights, params, opt_state, jnp.asarray(indices[done:stop]))
         compiled, seconds = _side_by_side_chunk(benchmark, arguments, steps)
         compile_time += seconds
-        start = time.perf_counter()
+        began = time.perf_counter()
         params, opt_state, losses = jax.block_until_ready(compiled(*arguments))
-        elapsed += time.perf_counter() - start
+        elapsed += time.perf_counter() - began
         done = stop
         if done == restart_at:
             opt_state = benchmark.recipe.restart(opt_state)
@@ -170,9 +162,7 @@ def vmapped_grid_runs(
             continue
         for g in range(num):
             point = jax.tree.map(lambda x, g=g: x[g], params)
-            values = chunk.evaluate(benchmark, point, validation_split)
-            score = relative_score(tasks, values, reference)
-            best[g] = keep_better(best[g], Checkpoint(score, done, point, values))
+            best[g], score = select(benchmark, best[g], done, point, begin.reference)
             probe = functions.probe(point, weights[g], functions.probe_batch)
             mean_loss = np.mean(np.asarray(losses[g]), axis=0).tolist()
             history[g].append((done, score, probe, mean_loss, elapsed / num))
@@ -211,10 +201,8 @@ def _grid_point_result(
     **fields: Any,
 ) -> RunResult:
     """The :class:`RunResult` of one grid point of :func:`vmapped_grid_runs`."""
-    tasks = benchmark.dataset.tasks
-    test = chunk.evaluate(benchmark, best.params, benchmark.dataset.test)
     steps = fields["steps"]
-    stride = max(1, -(-steps // 200))
+    stride = record_stride(steps)
     probes = [probe0, *(h[2] for h in history)]
     probe_metrics = {
         name: np.asarray([getattr(p, name) for p in probes], np.float64).tolist()
@@ -225,11 +213,7 @@ def _grid_point_result(
         benchmark=benchmark.name,
         method=label,
         method_name="fixed_weights",
-        selected_step=best.step,
-        selection_score=float(best.score),
-        validation_metrics=best.validation,
-        test_metrics=test,
-        delta_m=None if baselines is None else evaluation.delta_m_both(tasks, test, baselines.test),
+        **selected_fields(benchmark, best, baselines),
         wall_time_s=float(sum(chunk_times)),
         chunk_times_s=chunk_times,
         gradient_evaluations=steps,

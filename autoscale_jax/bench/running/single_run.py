@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,17 +32,20 @@ import jax.numpy as jnp
 import numpy as np
 
 import autoscale_jax as asj
-from autoscale_jax.bench.running import chunk, evaluation
+from autoscale_jax.bench.running import chunk
 from autoscale_jax.bench.running.benchmark import Benchmark
 from autoscale_jax.bench.running.chunk import batch_indices, evaluate
-from autoscale_jax.bench.running.method_config import MethodConfig, json_options
-from autoscale_jax.bench.running.run_result import Baselines, RunResult
-from autoscale_jax.bench.running.selection import (
-    Checkpoint,
-    keep_better,
-    relative_score,
-    selection_reference,
+from autoscale_jax.bench.running.method_config import MethodConfig
+from autoscale_jax.bench.running.run_loop import (
+    RunClock,
+    record_stride,
+    run_start,
+    selected_fields,
+    setup_fields,
+    train_chunks,
 )
+from autoscale_jax.bench.running.run_result import Baselines, RunResult
+from autoscale_jax.bench.running.selection import Checkpoint
 
 __all__ = ["batch_indices", "evaluate", "run"]
 
@@ -53,16 +55,11 @@ def _tree_to_lists(metrics_tuple: asj.metrics.TaskMetrics) -> dict[str, list[flo
     return {name: np.asarray(v, np.float64).tolist() for name, v in metrics_tuple._asdict().items()}
 
 
-def _every(count: int, limit: int = 200) -> int:
-    """Stride that keeps at most ``limit`` of ``count`` per-step records."""
-    return max(1, -(-count // limit))
-
-
 def _step_traces(per_step: chunk.StepRecord, num_tasks: int, with_weights: bool) -> dict[str, Any]:
     """The per-step traces of a run: weights (every step, thinned to 200) and, during phase 1
     (K gradient evaluations a step), AutoScale's own metric snapshots."""
     steps = len(per_step.gradient_evaluations)
-    stride = _every(steps)
+    stride = record_stride(steps)
     phase_one = (
         np.flatnonzero(per_step.gradient_evaluations == num_tasks)
         if num_tasks > 1
@@ -107,20 +104,13 @@ def run(
     """
     if steps < 1 or eval_every < 1:
         raise ValueError("steps and eval_every must be positive")
-    functions = chunk.benchmark_functions(benchmark)
-    k = benchmark.num_tasks
-    tasks = benchmark.dataset.tasks
-    params = chunk.initial_params(benchmark, seed)
+    start = run_start(benchmark, seed=seed, batch_size=batch_size, steps=steps, baselines=baselines)
+    functions, params, k = start.functions, start.params, benchmark.num_tasks
     method = chunk.method_build(method_config, k, params)
     weighting = method.build(method.args)
     optimizer = benchmark.recipe.optimizer(steps)
     state = chunk.multitask_step(benchmark, weighting, optimizer).init(params)
     with_weights = chunk.has_task_weights(state.weighting)
-    indices = batch_indices(len(benchmark.dataset.train.inputs), batch_size, steps, seed)
-    keys = jax.random.split(jax.random.key(seed), steps)
-
-    initial_validation = evaluate(benchmark, params, benchmark.dataset.validation)
-    reference = selection_reference(baselines, initial_validation)
 
     def probe(step_params: Any, step_state: Any) -> asj.metrics.TaskMetrics:
         weights = asj.task_weights(step_state.weighting) if with_weights else jnp.ones(k)
@@ -129,54 +119,44 @@ def run(
     probes = [probe(params, state)]
     probe_steps, validation_steps, scores, chunk_losses = [0], [], [], []
     records: list[chunk.StepRecord] = []
-    best = Checkpoint(-math.inf, 0, params, initial_validation)
-    chunk_times, compile_time, done = [], 0.0, 0
-    while done < steps:
-        length = min(eval_every, steps - done)
-        arguments = (
-            method.args,
-            params,
-            state,
-            functions.data,
-            jnp.asarray(indices[done : done + length]),
-            keys[done : done + length],
-        )
-        compiled, seconds = chunk.compiled_chunk(benchmark, method, arguments, total_steps=steps)
-        compile_time += seconds
-        start = time.perf_counter()
-        params, state, chunk_records = jax.block_until_ready(compiled(*arguments))
-        chunk_times.append(time.perf_counter() - start)
-        done += length
-        records.append(jax.device_get(chunk_records))
-        chunk_losses.append(np.mean(chunk_records.losses, axis=0).tolist())
-        validation = evaluate(benchmark, params, benchmark.dataset.validation)
-        score = relative_score(tasks, validation, reference, selection_tasks)
-        validation_steps.append(done)
-        scores.append(score)
-        best = keep_better(best, Checkpoint(score, done, params, validation))
-        probes.append(probe(params, state))
-        probe_steps.append(done)
-
-    test = evaluate(benchmark, best.params, benchmark.dataset.test)
-    per_step = jax.tree.map(lambda *xs: np.concatenate(xs), *records)
-    return RunResult(
-        benchmark=benchmark.name,
-        method=method_config.label,
-        method_name=method_config.name,
-        options=json_options(method_config.options),
-        seed=seed,
+    best = Checkpoint(-math.inf, 0, params, start.initial)
+    clock = RunClock()
+    for trained in train_chunks(
+        benchmark,
+        method,
+        params,
+        state,
+        indices=start.indices,
+        keys=jax.random.split(jax.random.key(seed), steps),
+        start=0,
         steps=steps,
-        batch_size=batch_size,
         eval_every=eval_every,
-        selected_step=best.step,
-        selection_score=float(best.score),
-        validation_metrics=best.validation,
-        test_metrics=test,
-        delta_m=None if baselines is None else evaluation.delta_m_both(tasks, test, baselines.test),
-        wall_time_s=float(sum(chunk_times)),
-        chunk_times_s=chunk_times,
-        compile_time_s=compile_time,
-        gradient_evaluations=int(np.sum(per_step.gradient_evaluations)),
+        best=best,
+        reference=start.reference,
+        clock=clock,
+        selection_tasks=selection_tasks,
+    ):
+        records.append(jax.device_get(trained.records))
+        chunk_losses.append(np.mean(trained.records.losses, axis=0).tolist())
+        validation_steps.append(trained.step)
+        scores.append(trained.score)
+        best = trained.best
+        probes.append(probe(trained.params, trained.state))
+        probe_steps.append(trained.step)
+
+    per_step = jax.tree.map(lambda *xs: np.concatenate(xs), *records)
+    clock.evaluations = int(np.sum(per_step.gradient_evaluations))
+    return RunResult(
+        **setup_fields(
+            benchmark,
+            method_config,
+            seed=seed,
+            steps=steps,
+            batch_size=batch_size,
+            eval_every=eval_every,
+        ),
+        **selected_fields(benchmark, best, baselines),
+        **clock.fields(),
         **_step_traces(per_step, k, with_weights),
         probe_steps=probe_steps,
         probe_metrics=_tree_to_lists(jax.tree.map(lambda *v: np.stack(v), *probes)),
