@@ -20,17 +20,11 @@ from autoscale_jax.bench.experiments.baselines import single_task_baselines
 from autoscale_jax.bench.experiments.grid import grid_search, ls_weight_grid
 from autoscale_jax.bench.experiments.results import STUDY_METRICS, StudyResult
 from autoscale_jax.bench.running.benchmark import Benchmark
+from autoscale_jax.bench.running.evaluation import average_ranks
 from autoscale_jax.bench.running.run_result import RunResult
 from autoscale_jax.bench.running.seeds import ProgressFn, no_progress
 
 __all__ = ["STUDY_METRICS", "StudyResult", "spearman_correlation", "weight_study"]
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n in increasing order; tied values share the mean of their ranks."""
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    last_rank = np.cumsum(counts)
-    return (last_rank - (counts - 1) / 2.0)[inverse]
 
 
 def spearman_correlation(x: Sequence[float], y: Sequence[float]) -> float:
@@ -51,7 +45,7 @@ def spearman_correlation(x: Sequence[float], y: Sequence[float]) -> float:
     if xs.shape != ys.shape or xs.ndim != 1:
         raise ValueError(f"x and y must be vectors of equal length, got {xs.shape} and {ys.shape}")
     keep = np.isfinite(xs) & np.isfinite(ys)
-    rx, ry = _average_ranks(xs[keep]), _average_ranks(ys[keep])
+    rx, ry = average_ranks(xs[keep]), average_ranks(ys[keep])
     if len(rx) < 2 or np.ptp(rx) == 0 or np.ptp(ry) == 0:
         return math.nan
     rx, ry = rx - rx.mean(), ry - ry.mean()

@@ -22,6 +22,7 @@ from autoscale_jax.bench.datasets import Split, TaskSpec
 __all__ = [
     "CONVENTIONS",
     "METRIC_NAMES",
+    "average_ranks",
     "delta_m",
     "delta_m_both",
     "flatten_metrics",
@@ -304,18 +305,17 @@ def delta_m_both(
     return {c: delta_m(flat, base, better, convention=c, task_of_metric=owner) for c in CONVENTIONS}
 
 
-def _average_ranks(column: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of ``column`` in decreasing order; ties share the mean of their ranks."""
-    order = np.argsort(-column, kind="stable")
-    ranks = np.empty(len(column))
-    position = 0
-    while position < len(order):
-        tied_end = position
-        while tied_end + 1 < len(order) and column[order[tied_end + 1]] == column[order[position]]:
-            tied_end += 1
-        ranks[order[position : tied_end + 1]] = (position + tied_end) / 2 + 1
-        position = tied_end + 1
-    return ranks
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of ``values`` in increasing order; tied values share the mean of their ranks
+    (finite values; :func:`mean_rank` and Spearman's correlation rank with it).
+
+    Example:
+      >>> average_ranks(np.array([0.3, 0.1, 0.3])).tolist()
+      [2.5, 1.0, 2.5]
+    """
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    last_rank = np.cumsum(counts)
+    return (last_rank - (counts - 1) / 2.0)[inverse]
 
 
 def mean_rank(
@@ -357,7 +357,7 @@ def mean_rank(
     matrix = np.stack(list(rows.values()))
     if not np.all(np.isfinite(matrix)):
         raise ValueError("scores must be finite")
-    # Flip lower-is-better metrics so that larger is always better before ranking.
-    oriented = np.where(better, matrix, -matrix)
-    ranks = np.stack([_average_ranks(oriented[:, j]) for j in range(oriented.shape[1])], axis=1)
+    # Flip higher-is-better metrics so that lower is always better: rank 1 is the best.
+    oriented = np.where(better, -matrix, matrix)
+    ranks = np.stack([average_ranks(oriented[:, j]) for j in range(oriented.shape[1])], axis=1)
     return {method: float(r) for method, r in zip(rows, ranks.mean(axis=1), strict=True)}
