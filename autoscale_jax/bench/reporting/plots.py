@@ -168,29 +168,16 @@ def plot_delta_m_vs_cost(report: BenchmarkReport, path: str) -> str:
     ]
     figure, ax = plt.subplots(figsize=(8, 5.5))
     for s in rows:
-        autoscale = s.method.startswith("autoscale")
-        reference = s.method in ("ew", "ls_grid")
-        ax.errorbar(
-            s.time_vs_ew,
-            s.delta_m_mean["per_metric"],
-            yerr=s.delta_m_sd["per_metric"],
-            fmt="o" if autoscale or reference else "s",
-            color="tab:red" if autoscale else "black" if reference else "tab:blue",
-            ms=6 if autoscale or reference else 4,
-            capsize=2,
-        )
-        ax.annotate(
+        delta_m, sd = s.delta_m_mean["per_metric"], s.delta_m_sd["per_metric"]
+        _labelled_point(
+            ax,
             s.method,
-            (s.time_vs_ew, s.delta_m_mean["per_metric"]),
-            fontsize=7,
-            xytext=(4, 3),
-            textcoords="offset points",
+            (s.time_vs_ew, delta_m, sd),
+            highlight=s.method.startswith("autoscale"),
+            reference=s.method in ("ew", "ls_grid"),
         )
-    ax.set_xscale("log")
-    ax.axhline(0.0, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("wall time relative to one EW run (log)")
-    ax.set_ylabel("Δm% per-metric (higher is better; 0 = single-task)")
-    ax.set_title(f"{report.benchmark}: quality vs cost")
+    title = f"{report.benchmark}: quality vs cost"
+    _delta_m_axes(ax, "wall time relative to one EW run (log)", title)
     return _save(figure, path)
 
 
@@ -262,6 +249,39 @@ def _merge_coincident(points: Sequence[RatioPoint]) -> list[RatioPoint]:
     return list(merged.values())
 
 
+def _labelled_point(
+    ax: plt.Axes,
+    label: str,
+    point: tuple[float, float, float],
+    *,
+    highlight: bool,
+    reference: bool = False,
+) -> None:
+    """One method's Δm% ± sd, ``point = (x, Δm%, sd)``, labelled: AutoScale rows (``highlight``)
+    as red circles, the reference rows as black circles, the others as blue squares."""
+    x, delta_m, sd = point
+    big = highlight or reference
+    ax.errorbar(
+        x,
+        delta_m,
+        yerr=sd,
+        fmt="o" if big else "s",
+        color="tab:red" if highlight else "black" if reference else "tab:blue",
+        ms=6 if big else 4,
+        capsize=2,
+    )
+    ax.annotate(label, (x, delta_m), fontsize=7, xytext=(4, 3), textcoords="offset points")
+
+
+def _delta_m_axes(ax: plt.Axes, xlabel: str, title: str) -> None:
+    """A log x axis, the zero line of Δm% and the labels of a Δm% plot."""
+    ax.set_xscale("log")
+    ax.axhline(0.0, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("Δm% per-metric (higher is better; 0 = single-task)")
+    ax.set_title(title)
+
+
 def plot_delta_m_vs_weight_ratio(report: BenchmarkReport, path: str) -> str:
     """Δm% (per-metric) against the weight ratio w2/w1 (log x) for a two-task benchmark.
 
@@ -290,28 +310,17 @@ def plot_delta_m_vs_weight_ratio(report: BenchmarkReport, path: str) -> str:
             label="LS grid (mean ± sd over seeds)",
         )
     for point in _merge_coincident(methods):
-        autoscale = "autoscale" in point.label
-        ax.errorbar(
-            point.ratio,
-            point.delta_m,
-            yerr=point.delta_m_sd,
-            fmt="o" if autoscale else "s",
-            color="tab:red" if autoscale else "tab:blue",
-            ms=6 if autoscale else 4,
-            capsize=2,
-        )
-        ax.annotate(
+        _labelled_point(
+            ax,
             point.label,
-            (point.ratio, point.delta_m),
-            fontsize=7,
-            xytext=(4, 3),
-            textcoords="offset points",
+            (point.ratio, point.delta_m, point.delta_m_sd),
+            highlight="autoscale" in point.label,
         )
-    ax.set_xscale("log")
-    ax.axhline(0.0, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel(f"weight ratio w2 / w1 = w({second}) / w({first}) (log)")
-    ax.set_ylabel("Δm% per-metric (higher is better; 0 = single-task)")
-    ax.set_title(f"{report.benchmark}: quality vs task weights")
+    _delta_m_axes(
+        ax,
+        f"weight ratio w2 / w1 = w({second}) / w({first}) (log)",
+        f"{report.benchmark}: quality vs task weights",
+    )
     if grid:
         ax.legend(fontsize=8)
     return _save(figure, path)
