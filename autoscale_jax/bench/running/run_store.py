@@ -41,7 +41,8 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from autoscale_jax.bench.running.benchmark import Benchmark
-from autoscale_jax.bench.running.method_config import MethodConfig, json_options
+from autoscale_jax.bench.running.method_config import MethodConfig
+from autoscale_jax.bench.running.run_loop import setup_fields
 from autoscale_jax.bench.running.run_result import Baselines, RunResult, run_result_from_json
 from autoscale_jax.bench.running.run_schema import run_key_problem, run_result_problem
 from autoscale_jax.bench.running.serialization import (
@@ -129,16 +130,12 @@ def run_key(
     Returns:
       The key.
     """
+    fields = setup_fields(
+        benchmark, config, seed=seed, steps=steps, batch_size=batch_size, eval_every=eval_every
+    )
     return RunKey(
-        benchmark=benchmark.name,
+        **{**fields, "options": json.dumps(fields["options"], sort_keys=True)},
         setup=_setup_fingerprint(benchmark),
-        method=config.label,
-        method_name=config.name,
-        options=json.dumps(json_options(config.options), sort_keys=True),
-        seed=seed,
-        steps=steps,
-        batch_size=batch_size,
-        eval_every=eval_every,
         reference=_baselines_fingerprint(baselines),
     )
 
