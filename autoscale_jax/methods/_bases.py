@@ -66,6 +66,7 @@ __all__ = [
     "keep_if_finite",
     "reject_presummed",
     "require_key",
+    "solver_method",
     "stacked_gradient_method",
     "work_dtype",
 ]
@@ -126,6 +127,20 @@ def as_rule(solve: Callable[[jax.Array, jax.Array | None], Any]) -> GramianRule:
         return Proposal(result.solution, memory, result.iterations, result.converged)
 
     return rule
+
+
+def solver_method(
+    num_tasks: int, name: str, solve: Callable[[jax.Array], Any], **options: Any
+) -> base.MultiTaskTransformation:
+    """A :func:`gramian_method` whose weights are the solution of a stateless solver of the
+    Gramian alone, ``solve(G) -> SolverResult`` (see :func:`as_rule`); ``options``
+    (``metric_mask``, ``heads``, ``update_every``, ...) go to :func:`gramian_method`."""
+
+    def solve_ignoring_losses(G: jax.Array, losses: jax.Array | None) -> Any:
+        del losses
+        return solve(G)
+
+    return gramian_method(num_tasks, name, as_rule(solve_ignoring_losses), **options)
 
 
 def keep_if_finite(new: Any, previous: Any, finite: jax.Array) -> Any:

@@ -8,6 +8,7 @@ Reference:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -52,10 +53,5 @@ def dual_cone_method(
     solvers.check_hyperparameter("norm_eps", options.norm_eps, 0.0, strict=False)
     solvers.check_hyperparameter("reg_eps", options.reg_eps, 0.0, strict=False)
 
-    def solve(G: jax.Array, losses: jax.Array | None) -> solvers.SolverResult:
-        del losses
-        return weights(G, **options._asdict())
-
-    return _bases.gramian_method(
-        num_tasks, name, _bases.as_rule(solve), metric_mask=metric_mask, heads=heads
-    )
+    solve = functools.partial(weights, **options._asdict())
+    return _bases.solver_method(num_tasks, name, solve, metric_mask=metric_mask, heads=heads)

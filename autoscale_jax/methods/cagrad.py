@@ -6,6 +6,7 @@ Reference:
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -221,15 +222,10 @@ def cagrad(
     solvers.check_hyperparameter("c", c, 0.0, strict=False)
     _rescale_divisor(c, rescale)
 
-    def solve(G: jax.Array, losses: jax.Array | None) -> solvers.SolverResult:
-        del losses
-        return cagrad_weights(
-            G, c=c, rescale=rescale, max_iterations=max_iterations, tolerance=tolerance
-        )
-
-    return _bases.gramian_method(
-        num_tasks, "cagrad", _bases.as_rule(solve), metric_mask=metric_mask, heads=heads
+    solve = functools.partial(
+        cagrad_weights, c=c, rescale=rescale, max_iterations=max_iterations, tolerance=tolerance
     )
+    return _bases.solver_method(num_tasks, "cagrad", solve, metric_mask=metric_mask, heads=heads)
 
 
 INFO = MethodInfo(

@@ -6,6 +6,8 @@ Reference:
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -97,13 +99,8 @@ def edm(
       2020.
     """
 
-    def solve(G: jax.Array, losses: jax.Array | None) -> solvers.SolverResult:
-        del losses
-        return edm_weights(G, max_iterations=max_iterations, tolerance=tolerance)
-
-    return _bases.gramian_method(
-        num_tasks, "edm", _bases.as_rule(solve), metric_mask=metric_mask, heads=heads
-    )
+    solve = functools.partial(edm_weights, max_iterations=max_iterations, tolerance=tolerance)
+    return _bases.solver_method(num_tasks, "edm", solve, metric_mask=metric_mask, heads=heads)
 
 
 INFO = MethodInfo(

@@ -6,7 +6,7 @@ Reference:
 
 from __future__ import annotations
 
-import jax
+import functools
 
 from autoscale_jax import base, checks, metrics
 from autoscale_jax.methods import _bases
@@ -73,15 +73,14 @@ def fairgrad(
     solvers.check_hyperparameter("alpha", alpha, 0.0, strict=True)
     power = 1.0 / alpha
 
-    def solve(G: jax.Array, losses: jax.Array | None) -> solvers.SolverResult:
-        del losses
-        return power_balance(
-            G, power, reg_eps=reg_eps, max_iterations=max_iterations, tolerance=tolerance
-        )
-
-    return _bases.gramian_method(
-        num_tasks, "fairgrad", _bases.as_rule(solve), metric_mask=metric_mask, heads=heads
+    solve = functools.partial(
+        power_balance,
+        power=power,
+        reg_eps=reg_eps,
+        max_iterations=max_iterations,
+        tolerance=tolerance,
     )
+    return _bases.solver_method(num_tasks, "fairgrad", solve, metric_mask=metric_mask, heads=heads)
 
 
 INFO = MethodInfo(

@@ -6,11 +6,10 @@ Reference:
 
 from __future__ import annotations
 
-import jax
+import functools
 
 from autoscale_jax import base, metrics
 from autoscale_jax.methods import _bases
-from autoscale_jax.methods import _solvers as solvers
 from autoscale_jax.methods._power_balance import power_balance
 from autoscale_jax.methods._registry import MethodInfo
 
@@ -83,16 +82,17 @@ def nash_mtl(
       Navon et al, Multi-Task Learning as a Bargaining Game, 2022.
     """
 
-    def solve(G: jax.Array, losses: jax.Array | None) -> solvers.SolverResult:
-        del losses
-        return power_balance(
-            G, 1.0, reg_eps=reg_eps, max_iterations=max_iterations, tolerance=tolerance
-        )
-
-    return _bases.gramian_method(
+    solve = functools.partial(
+        power_balance,
+        power=1.0,
+        reg_eps=reg_eps,
+        max_iterations=max_iterations,
+        tolerance=tolerance,
+    )
+    return _bases.solver_method(
         num_tasks,
         "nash_mtl",
-        _bases.as_rule(solve),
+        solve,
         metric_mask=metric_mask,
         heads=heads,
         update_every=update_every,
