@@ -56,17 +56,9 @@ import numpy as np
 
 import autoscale_jax as asj
 from autoscale_jax import search
-from autoscale_jax.bench.running import chunk, evaluation
+from autoscale_jax.bench.running import chunk, evaluation, run_loop
 from autoscale_jax.bench.running.benchmark import Benchmark, MethodKey, TrainerKey
 from autoscale_jax.bench.running.method_config import SEARCH_METHOD, MethodConfig
-from autoscale_jax.bench.running.run_loop import (
-    RunClock,
-    record_stride,
-    run_start,
-    selected_fields,
-    setup_fields,
-    train_chunks,
-)
 from autoscale_jax.bench.running.run_result import Baselines, RunResult, TaskMetricDicts
 from autoscale_jax.bench.running.selection import Checkpoint, relative_score
 
@@ -195,9 +187,9 @@ def _weight_search(
     return cache[key]
 
 
-class _Clock(RunClock):
-    """:class:`RunClock` of the search phase: ``lap()`` closes a chunk (its compile time, as JAX
-    reports it, moves off the clock)."""
+class _Clock(run_loop.RunClock):
+    """:class:`~autoscale_jax.bench.running.run_loop.RunClock` of the search phase: ``lap()``
+    closes a chunk (its compile time, as JAX reports it, moves off the clock)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -239,7 +231,9 @@ def run(
     if selection_tasks is not None:
         raise ValueError("autoscale_search scores every task")
     k, options = benchmark.num_tasks, config.options
-    start = run_start(benchmark, seed=seed, batch_size=batch_size, steps=steps, baselines=baselines)
+    start = run_loop.run_start(
+        benchmark, seed=seed, batch_size=batch_size, steps=steps, baselines=baselines
+    )
     functions, params, indices, reference = (
         start.functions,
         start.params,
@@ -292,7 +286,7 @@ def run(
     )
     state = asj.TrainState(asj.FixedWeightsState(weights), opt_state)
     losses = [np.mean(losses_1, axis=0).tolist()]
-    for trained in train_chunks(
+    for trained in run_loop.train_chunks(
         benchmark,
         method,
         params,
@@ -313,12 +307,12 @@ def run(
         history.append((trained.step, trained.score))
         probes.append(functions.probe(trained.params, weights, functions.probe_batch))
         probe_steps.append(trained.step)
-    stride = record_stride(steps)
+    stride = run_loop.record_stride(steps)
     return RunResult(
-        **setup_fields(
+        **run_loop.setup_fields(
             benchmark, config, seed=seed, steps=steps, batch_size=batch_size, eval_every=eval_every
         ),
-        **selected_fields(benchmark, best, baselines),
+        **run_loop.selected_fields(benchmark, best, baselines),
         **clock.fields(),
         weight_steps=list(range(1, steps + 1, stride)),
         weights=np.asarray(weight_rows[::stride], np.float64).tolist(),

@@ -32,18 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import autoscale_jax as asj
-from autoscale_jax.bench.running import chunk
+from autoscale_jax.bench.running import chunk, run_loop
 from autoscale_jax.bench.running.benchmark import Benchmark
 from autoscale_jax.bench.running.chunk import batch_indices, evaluate
 from autoscale_jax.bench.running.method_config import MethodConfig
-from autoscale_jax.bench.running.run_loop import (
-    RunClock,
-    record_stride,
-    run_start,
-    selected_fields,
-    setup_fields,
-    train_chunks,
-)
 from autoscale_jax.bench.running.run_result import Baselines, RunResult
 from autoscale_jax.bench.running.selection import Checkpoint
 
@@ -59,7 +51,7 @@ def _step_traces(per_step: chunk.StepRecord, num_tasks: int, with_weights: bool)
     """The per-step traces of a run: weights (every step, thinned to 200) and, during phase 1
     (K gradient evaluations a step), AutoScale's own metric snapshots."""
     steps = len(per_step.gradient_evaluations)
-    stride = record_stride(steps)
+    stride = run_loop.record_stride(steps)
     phase_one = (
         np.flatnonzero(per_step.gradient_evaluations == num_tasks)
         if num_tasks > 1
@@ -104,7 +96,9 @@ def run(
     """
     if steps < 1 or eval_every < 1:
         raise ValueError("steps and eval_every must be positive")
-    start = run_start(benchmark, seed=seed, batch_size=batch_size, steps=steps, baselines=baselines)
+    start = run_loop.run_start(
+        benchmark, seed=seed, batch_size=batch_size, steps=steps, baselines=baselines
+    )
     functions, params, k = start.functions, start.params, benchmark.num_tasks
     method = chunk.method_build(method_config, k, params)
     weighting = method.build(method.args)
@@ -120,8 +114,8 @@ def run(
     probe_steps, validation_steps, scores, chunk_losses = [0], [], [], []
     records: list[chunk.StepRecord] = []
     best = Checkpoint(-math.inf, 0, params, start.initial)
-    clock = RunClock()
-    for trained in train_chunks(
+    clock = run_loop.RunClock()
+    for trained in run_loop.train_chunks(
         benchmark,
         method,
         params,
@@ -147,7 +141,7 @@ def run(
     per_step = jax.tree.map(lambda *xs: np.concatenate(xs), *records)
     clock.evaluations = int(np.sum(per_step.gradient_evaluations))
     return RunResult(
-        **setup_fields(
+        **run_loop.setup_fields(
             benchmark,
             method_config,
             seed=seed,
@@ -155,7 +149,7 @@ def run(
             batch_size=batch_size,
             eval_every=eval_every,
         ),
-        **selected_fields(benchmark, best, baselines),
+        **run_loop.selected_fields(benchmark, best, baselines),
         **clock.fields(),
         **_step_traces(per_step, k, with_weights),
         probe_steps=probe_steps,
