@@ -68,6 +68,7 @@ __all__ = [
     "require_key",
     "solver_method",
     "stacked_gradient_method",
+    "weights_method",
     "work_dtype",
 ]
 
@@ -141,6 +142,20 @@ def solver_method(
         return solve(G)
 
     return gramian_method(num_tasks, name, as_rule(solve_ignoring_losses), **options)
+
+
+def weights_method(
+    num_tasks: int, name: str, weights: Callable[[jax.Array], jax.Array], **options: Any
+) -> base.MultiTaskTransformation:
+    """A :func:`gramian_method` whose [K] weights are a closed form of the Gramian alone,
+    ``weights(G)`` (no solver to report on, no memory); ``options`` go to
+    :func:`gramian_method`."""
+
+    def rule(G: jax.Array, losses: Any, key: Any, memory: Any) -> Proposal:
+        del losses, key
+        return Proposal(weights(G), memory)
+
+    return gramian_method(num_tasks, name, rule, **options)
 
 
 def keep_if_finite(new: Any, previous: Any, finite: jax.Array) -> Any:

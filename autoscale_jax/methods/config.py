@@ -137,11 +137,8 @@ def config(
         if not isinstance(preferences, jax.core.Tracer) and bool(jnp.any(preferences <= 0)):
             raise ValueError(f"preferences must be positive, got {preferences}.")
 
-    def rule(G: jax.Array, losses, key, memory) -> _bases.Proposal:
-        del losses, key
-        return _bases.Proposal(config_weights(G, preferences, rtol), memory)
-
-    return _bases.gramian_method(num_tasks, "config", rule, metric_mask=metric_mask, heads=heads)
+    weights = functools.partial(config_weights, preferences=preferences, rtol=rtol)
+    return _bases.weights_method(num_tasks, "config", weights, metric_mask=metric_mask, heads=heads)
 
 
 INFO = MethodInfo(

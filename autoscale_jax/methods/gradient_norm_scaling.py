@@ -6,9 +6,7 @@ Reference:
 
 from __future__ import annotations
 
-from typing import Any
-
-import jax
+import functools
 
 from autoscale_jax import base, metrics, weighting
 from autoscale_jax.methods import _bases
@@ -43,12 +41,9 @@ def gradient_norm_scaling(
       Gradient-norm loss scaling for multi-task learning, 2025 (arXiv 2509.23915).
     """
 
-    def rule(G: jax.Array, losses: Any, key: Any, memory: Any) -> _bases.Proposal:
-        del losses, key
-        return _bases.Proposal(weighting.gradient_norm_scaling_weights(G, target_norm), memory)
-
-    return _bases.gramian_method(
-        num_tasks, "gradient_norm_scaling", rule, metric_mask=metric_mask, heads=heads
+    weights = functools.partial(weighting.gradient_norm_scaling_weights, target=target_norm)
+    return _bases.weights_method(
+        num_tasks, "gradient_norm_scaling", weights, metric_mask=metric_mask, heads=heads
     )
 
 

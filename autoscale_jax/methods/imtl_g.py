@@ -9,7 +9,7 @@ Reference:
 
 from __future__ import annotations
 
-from typing import Any
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -117,18 +117,10 @@ def imtl_g(
       Liu et al, Towards Impartial Multi-task Learning, 2021.
     """
 
-    def rule(G: jax.Array, losses: Any, key: Any, memory: Any) -> _bases.Proposal:
-        del losses, key
-        return _bases.Proposal(imtl_g_weights(G, rtol), memory)
-
-    return _bases.gramian_method(
-        num_tasks,
-        "imtl_g",
-        rule,
-        metric_mask=metric_mask,
-        heads=heads,
-        init_weights=jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32),
-    )
+    weights = functools.partial(imtl_g_weights, rtol=rtol)
+    uniform = jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32)
+    options = {"metric_mask": metric_mask, "heads": heads, "init_weights": uniform}
+    return _bases.weights_method(num_tasks, "imtl_g", weights, **options)
 
 
 INFO = MethodInfo(

@@ -7,6 +7,7 @@ Reference:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -185,18 +186,10 @@ def krum(
     f, m = check_krum_arguments(num_tasks, n_byzantine, n_selected)
     squared = bool(squared)
 
-    def rule(G: jax.Array, losses: Any, key: Any, memory: Any) -> _bases.Proposal:
-        del losses, key
-        return _bases.Proposal(krum_weights(G, f, m, squared=squared), memory)
-
-    return _bases.gramian_method(
-        num_tasks,
-        "krum",
-        rule,
-        metric_mask=metric_mask,
-        heads=heads,
-        init_weights=jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32),
-    )
+    weights = functools.partial(krum_weights, n_byzantine=f, n_selected=m, squared=squared)
+    uniform = jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32)
+    options = {"metric_mask": metric_mask, "heads": heads, "init_weights": uniform}
+    return _bases.weights_method(num_tasks, "krum", weights, **options)
 
 
 INFO = MethodInfo(
