@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -75,44 +75,26 @@ def _namespace() -> dict:
 _BENCH: list = []
 
 
-# Examples that load an optional data set, as the dataset tests do: what each needs, whether it
-# is there, and how to install it. A fresh machine has none of them, so those examples skip.
-def _has_module(name: str) -> Callable[[], bool]:
-    return lambda: importlib.util.find_spec(name) is not None
+# Examples that load an optional data set skip where it is missing, as the dataset tests do:
+# what each needs comes from the datasets' own declarations (packages, data folder, install
+# step), so a new dataset needs no line here. A fresh machine has none of them.
+_DATASETS_PACKAGE = "autoscale_jax.bench.datasets."
+_FINGERPRINTS = _DATASETS_PACKAGE + "_fingerprints.morgan_fingerprints"
 
 
-def _has_fashion_mnist() -> bool:
-    from autoscale_jax.bench.datasets import FASHION_MNIST_DIR
+def _missing_data(example: str) -> str | None:
+    """Why the doctest ``example`` cannot run here (None: it can)."""
+    if not example.startswith(_DATASETS_PACKAGE):
+        return None
+    if example == _FINGERPRINTS:
+        return None if importlib.util.find_spec("rdkit") else "rdkit (bash .ci/install-data)"
+    from autoscale_jax.bench import datasets
 
-    return pathlib.Path(FASHION_MNIST_DIR).is_dir()
-
-
-_OPTIONAL_DATA: dict[str, tuple[Callable[[], bool], str]] = {
-    "autoscale_jax.bench.datasets._yeast.yeast": (
-        _has_module("river"),
-        "river (pip install 'autoscale-jax[data]')",
-    ),
-    "autoscale_jax.bench.datasets._qm9.qm9": (
-        _has_module("qm9pack"),
-        "qm9pack (pip install 'autoscale-jax[data]')",
-    ),
-    "autoscale_jax.bench.datasets._chemml.chemml_ri": (
-        _has_module("chemml"),
-        "chemml (bash .ci/install-data)",
-    ),
-    "autoscale_jax.bench.datasets._molecule_ace.molecule_ace": (
-        lambda: _has_module("MoleculeACE")() and _has_module("rdkit")(),
-        "MoleculeACE and rdkit (bash .ci/install-data)",
-    ),
-    "autoscale_jax.bench.datasets._fingerprints.morgan_fingerprints": (
-        _has_module("rdkit"),
-        "rdkit (bash .ci/install-data)",
-    ),
-    "autoscale_jax.bench.datasets._multi_fashion.multi_fashion": (
-        _has_fashion_mnist,
-        "Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)",
-    ),
-}
+    for info in datasets.DATASETS.values():
+        module = info.loader.__module__
+        if example in (module, f"{module}.{info.loader.__name__}"):
+            return datasets.missing_data(info)
+    return None
 
 
 def _tiny_benchmark():
@@ -169,10 +151,8 @@ def _doctest_namespace(request: pytest.FixtureRequest) -> None:
     """
     if not isinstance(request.node, pytest.DoctestItem):
         return
-    if request.node.name in _OPTIONAL_DATA:
-        available, needed = _OPTIONAL_DATA[request.node.name]
-        if not available():
-            pytest.skip(f"{request.node.name} needs {needed}")
+    if missing := _missing_data(request.node.name):
+        pytest.skip(f"{request.node.name}: {missing}")
     namespace = request.getfixturevalue("doctest_namespace")
     namespace.update(_namespace())
     if (_ROOT / "autoscale_jax" / "bench") in pathlib.Path(str(request.node.path)).parents:

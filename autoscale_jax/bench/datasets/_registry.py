@@ -69,10 +69,11 @@ def missing_packages(info: DatasetInfo) -> str | None:
 
 
 def missing_data(info: DatasetInfo) -> str | None:
-    """:func:`missing_packages`, or a message when the default ``data_dir`` is absent, else None."""
+    """:func:`missing_packages`, or a message when the default ``data_dir`` is absent or empty,
+    else None."""
     if message := missing_packages(info):
         return message
-    if info.data_dir and not os.path.isdir(info.data_dir):
+    if info.data_dir and not (os.path.isdir(info.data_dir) and os.listdir(info.data_dir)):
         return f"{info.name} needs the data in {info.data_dir}: {info.install}"
     return None
 

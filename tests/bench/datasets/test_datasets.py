@@ -77,11 +77,19 @@ def test_a_missing_package_is_an_import_error_naming_the_install_step(name, monk
         datasets.load(name)
 
 
-def test_a_missing_data_folder_is_named_with_its_install_step():
+def test_a_missing_data_folder_is_named_with_its_install_step(tmp_path):
     info = datasets.DATASETS["multi_fashion"]._replace(data_dir="/no/such/folder")
     message = f"multi_fashion needs the data in /no/such/folder: {info.install}"
     assert datasets.missing_data(info) == message
     assert datasets.missing_data(info._replace(data_dir="")) is None
+    # An empty folder (a package's files removed, a mount point) is as missing as none.
+    empty = info._replace(data_dir=str(tmp_path))
+    assert (
+        datasets.missing_data(empty)
+        == f"multi_fashion needs the data in {tmp_path}: {info.install}"
+    )
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"")
+    assert datasets.missing_data(empty) is None
 
 
 def test_tasks_are_named_once_with_known_kinds_and_metrics(small):
