@@ -4,14 +4,9 @@ projection onto the dual cone (scipy), and the non-conflicting property."""
 import numpy as np
 import pytest
 from conftest import TORCHJD_JACOBIAN, random_jacobian
-from method_checks import (
-    assert_compiles_once_and_flags_nan,
-    assert_permutes_with_tasks,
-    assert_update_conflicts_with_no_task,
-    assert_zero_gradient_is_ignored,
-    run_method,
-)
+from method_checks import assert_compiles_once_and_flags_nan, assert_permutes_with_tasks, run_method
 from scipy.optimize import nnls
+from sibling_checks import assert_update_conflicts_with_no_task, assert_zero_gradient_is_ignored
 from solver_references import reference_dual_cone_weights
 
 from autoscale_jax.methods.dualproj import dualproj

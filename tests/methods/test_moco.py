@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import as_task_grads
-from method_checks import assert_reaches_min_norm_weights, flat, run_batches
+from method_checks import flat
+from sibling_checks import assert_reaches_min_norm_weights, run_batches
 from solver_references import moderate_jacobian, numpy_project
 
 from autoscale_jax.methods.moco import moco, project_to_simplex

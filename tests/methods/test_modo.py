@@ -4,7 +4,7 @@ limit: one batch repeated with ρ = 0 reaches MGDA's min-norm weights."""
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from method_checks import (
+from sibling_checks import (
     assert_bad_batch_keeps_the_weights,
     assert_reaches_min_norm_weights,
     run_batches,

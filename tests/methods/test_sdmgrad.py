@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import as_task_grads
-from method_checks import assert_bad_batch_keeps_the_weights, run_batches
+from sibling_checks import assert_bad_batch_keeps_the_weights, run_batches
 from solver_references import moderate_jacobian, numpy_project, reference_min_norm_weights
 
 from autoscale_jax import metrics
