@@ -9,12 +9,41 @@ is installed), ``jax``, ``jnp``, ``np``, ``optax``, a two-task problem (``K = 2`
 from __future__ import annotations
 
 import importlib.util
+import os
 import pathlib
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 
 _ROOT = pathlib.Path(__file__).resolve().parent
+
+# The tests build many identical small programs from distinct closures (parametrized methods,
+# the same toy problem): XLA's persistent cache compiles each once per run (about a quarter
+# off tests/methods on 2 cores). A fresh folder per run, made by the process that starts the
+# pytest-xdist workers, which inherit it; never a folder left from an earlier run.
+_CACHE_VARIABLE = "AUTOSCALE_JAX_TEST_XLA_CACHE"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import jax
+
+    if _CACHE_VARIABLE not in os.environ:
+        os.environ[_CACHE_VARIABLE] = tempfile.mkdtemp(prefix="autoscale-jax-xla-")
+        config.stash[_OWN_CACHE] = os.environ[_CACHE_VARIABLE]
+    jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_VARIABLE])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if own := config.stash.get(_OWN_CACHE, None):
+        shutil.rmtree(own, ignore_errors=True)
+        del os.environ[_CACHE_VARIABLE]
+
+
+_OWN_CACHE = pytest.StashKey[str]()
 
 
 def _namespace() -> dict:

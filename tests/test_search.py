@@ -11,6 +11,7 @@ import pytest
 from autoscale_jax import search, weighting
 
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+CACHE_HIT = "/jax/compilation_cache/cache_hits"
 
 
 def _gramian(rng, num_tasks=3, dim=7):
@@ -200,17 +201,25 @@ def test_successive_halving_ranks_nan_scores_last(rng):
 
 @contextlib.contextmanager
 def _count_backend_compiles():
+    """Programs XLA compiled or took from the persistent cache (the test run's conftest turns
+    it on), in the block."""
     events = []
 
     def listener(event, duration, **kwargs):
         if event == BACKEND_COMPILE:
             events.append(duration)
 
+    def hit_listener(event, **kwargs):
+        if event == CACHE_HIT:
+            events.append(0.0)
+
     jax.monitoring.register_event_duration_secs_listener(listener)
+    jax.monitoring.register_event_listener(hit_listener)
     try:
         yield events
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
+        jax.monitoring.unregister_event_listener(hit_listener)
 
 
 def test_validation_search_is_one_compiled_program(rng):
