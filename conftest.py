@@ -24,6 +24,7 @@ _ROOT = pathlib.Path(__file__).resolve().parent
 # off tests/methods on 2 cores). A fresh folder per run, made by the process that starts the
 # pytest-xdist workers, which inherit it; never a folder left from an earlier run.
 _CACHE_VARIABLE = "AUTOSCALE_JAX_TEST_XLA_CACHE"
+_OWN_CACHE = pytest.StashKey[str]()  # set only in the process that made the folder
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,9 +42,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if own := config.stash.get(_OWN_CACHE, None):
         shutil.rmtree(own, ignore_errors=True)
         del os.environ[_CACHE_VARIABLE]
-
-
-_OWN_CACHE = pytest.StashKey[str]()
 
 
 def _namespace() -> dict:
