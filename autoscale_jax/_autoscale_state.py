@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from autoscale_jax import _packing, checks, estimator, metrics
+from autoscale_jax import _packing, checks, estimator, metrics, phase_one
 from autoscale_jax.metrics import TaskMetrics
 
 
@@ -142,7 +142,7 @@ def poison(ok: Any, state: AutoScaleState) -> AutoScaleState:
 
 
 def advance(
-    phase: estimator.PhaseOne,
+    phase: phase_one.PhaseOne,
     state: AutoScaleState,
     G: jax.Array,
     losses: Any,
@@ -151,7 +151,7 @@ def advance(
 ) -> tuple[jax.Array, AutoScaleState]:
     """One update from the Gramian ``G``: ``(weights to train with, next state)``.
 
-    Phase 1 (``step < T1``) runs :func:`autoscale_jax.estimator.phase_one_step`; phase 2 keeps
+    Phase 1 (``step < T1``) runs :func:`autoscale_jax.phase_one.phase_one_step`; phase 2 keeps
     the fixed weights. ``G`` is computed before the phase's ``lax.cond``, not inside it: a
     branch that closes over the K stacked gradients made XLA:CPU's phase-1 step ~1.4x dearer
     than MGDA's.
@@ -162,17 +162,17 @@ def advance(
     num_tasks = jnp.shape(state.task_weights)[0]
     losses = checks.check_task_losses(losses, num_tasks).astype(jnp.float32)
     seen = task_mask if loss_mask is None else loss_mask
-    estimator.check_losses(phase, state.step, losses, seen)
+    phase_one.check_losses(phase, state.step, losses, seen)
 
-    def phase_one(state: AutoScaleState) -> tuple[jax.Array, AutoScaleState]:
+    def step_phase_one(state: AutoScaleState) -> tuple[jax.Array, AutoScaleState]:
         stats, snapshot, check = unpack_records(state)
-        weights, next_weights, stats, snapshot = estimator.phase_one_step(
+        weights, next_weights, stats, snapshot = phase_one.phase_one_step(
             phase, state.step, state.task_weights, stats, snapshot, G, losses, task_mask, loss_mask
         )
         records = _packing.pack((stats, snapshot, check))
         return weights, state._replace(task_weights=next_weights, phase_one_records=records)
 
     weights, state = jax.lax.cond(
-        state.step < phase.estimation_steps, phase_one, lambda s: (s.task_weights, s), state
+        state.step < phase.estimation_steps, step_phase_one, lambda s: (s.task_weights, s), state
     )
     return weights, state._replace(step=state.step + 1)

@@ -36,9 +36,10 @@ shared leaf, heads that share no parameter); with the loss guide (``uses="losses
 negative observed loss or observed losses that are all zero. ``estimates`` counts the windows
 that closed with at least one usable sample: none means the phase produced no estimate.
 
-AutoScale's phase 1 is the state machine :func:`phase_one_step` over these statistics (the
-warm start, the window closes, the aggregate at the last step, the metrics snapshot); the
-method :func:`autoscale_jax.autoscale` keeps its state and feeds it one sample a step.
+AutoScale's phase 1 is the state machine :func:`autoscale_jax.phase_one.phase_one_step` over
+these statistics (the warm start, the window closes, the aggregate at the last step, the
+metrics snapshot); the method :func:`autoscale_jax.autoscale` keeps its state and feeds it one
+sample a step.
 
 Example:
   >>> stats = init_window_statistics(num_tasks=2)
@@ -49,27 +50,30 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from autoscale_jax import metrics
-from autoscale_jax.weighting import AGGREGATIONS, last_half_start, window_ends
+from autoscale_jax.weighting import (
+    AGGREGATIONS,
+    last_half_start,
+    linear_prediction_coefficients,
+)
 
 GUIDE_INPUTS = ("gramian", "losses")
 
 
 class Aggregation(NamedTuple):
     """How closed windows' weights are aggregated (static): ``how`` (one of
-    :data:`AGGREGATIONS`), the first window a sum counts (``first_window``; ``"last_half"``:
-    ``W - ceil(W/2)``) and ``decay``, the ``β`` of ``"ema"``."""
+    :data:`AGGREGATIONS`, or ``"linear"``: see :func:`linear_prediction`), the first window a
+    sum counts (``first_window``; ``"last_half"``: ``W - ceil(W/2)``), ``decay``, the ``β`` of
+    ``"ema"``, and ``coefficients``, the per-window ``c_e`` of ``"linear"``."""
 
     how: str
     first_window: int = 0
     decay: float = 0.9
+    coefficients: tuple[float, ...] = ()
 
 
 def aggregation(how: str, num_windows: int, decay: float = 0.9) -> Aggregation:
@@ -92,6 +96,29 @@ def aggregation(how: str, num_windows: int, decay: float = 0.9) -> Aggregation:
     num_windows = max(int(num_windows), 1)
     first = last_half_start(num_windows) if how == "last_half" else 0
     return Aggregation(how, first, float(decay))
+
+
+def linear_prediction(
+    estimation_steps: int, window: int, fit: str, target_step: int
+) -> Aggregation:
+    """The :class:`Aggregation` that predicts ``w*`` by a straight line through the windows'
+    log weights, extrapolated to ``target_step`` (e.g. the last training step).
+
+    The line is fitted by least squares to the windows ``fit`` selects (``"last_half"`` or
+    ``"mean"``: all of them), each at its centre step; its value is a fixed linear combination
+    ``Σ_e c_e log w^{(e)}`` (:func:`autoscale_jax.weighting.linear_prediction_coefficients`),
+    kept as a running sum like the other aggregates, and ``w* ∝ exp`` of it, normalised to
+    ``Σ w = K``. Exact once the last window closes; read before then, it is a partial sum.
+    """
+    if fit not in ("last_half", "mean"):
+        raise ValueError(
+            f"predictor='linear' fits a line to the windows aggregate selects: 'last_half' or "
+            f"'mean', got aggregate={fit!r}."
+        )
+    num_windows = -(-estimation_steps // window)
+    first = aggregation(fit, num_windows).first_window
+    coefficients = linear_prediction_coefficients(estimation_steps, window, first, target_step)
+    return Aggregation("linear", first, coefficients=coefficients)
 
 
 class WindowStatistics(NamedTuple):
@@ -279,6 +306,13 @@ def close_window(
         blended = agg.decay * stats.aggregate + (1 - agg.decay) * weights
         aggregate = jnp.where(index == 0, weights, blended)
         aggregated = stats.aggregated + 1
+    elif agg.how == "linear":  # Σ_e c_e log w^(e); windows past the static count add nothing
+        coefficient = jnp.asarray((*agg.coefficients, 0.0), jnp.float32)[
+            jnp.minimum(index, len(agg.coefficients))
+        ]
+        counted = index >= agg.first_window
+        aggregate = stats.aggregate + jnp.where(counted, coefficient * jnp.log(weights), 0.0)
+        aggregated = stats.aggregated + counted.astype(jnp.int32)
     else:  # a sum restarted at the static first window
         counted = index >= agg.first_window
         aggregate = stats.aggregate + jnp.where(counted, weights, 0.0)
@@ -296,105 +330,16 @@ def close_window(
     )
 
 
-def aggregated_weights(stats: WindowStatistics) -> jax.Array:
+def aggregated_weights(stats: WindowStatistics, agg: Aggregation | None = None) -> jax.Array:
     """The aggregate of the closed windows' weights, normalised to ``Σ w = K``.
 
     Equal weights while no window is aggregated. For the sums (``"mean"``, ``"last_half"``)
-    the mean and the sum normalise to the same weights.
+    the mean and the sum normalise to the same weights; ``"linear"`` holds log weights.
     """
     num_tasks = stats.aggregate.shape[0]
+    if agg is not None and agg.how == "linear":
+        predicted = jnp.exp(stats.aggregate - jnp.max(stats.aggregate))
+        return jnp.where(stats.aggregated > 0, predicted * (num_tasks / jnp.sum(predicted)), 1.0)
     total = jnp.sum(stats.aggregate)
     ok = (stats.aggregated > 0) & (total > 0)
     return jnp.where(ok, stats.aggregate * (num_tasks / jnp.where(ok, total, 1.0)), 1.0)
-
-
-class PhaseOne(NamedTuple):
-    """AutoScale's phase 1, static: the guide ``rule(Ḡ, L̄) -> w``
-    (:func:`autoscale_jax.weighting.guide_rule`), what it reads (``uses``), ``T1``, ``τ``, the
-    warm start and the :class:`Aggregation` of the window weights."""
-
-    rule: Callable[[jax.Array, jax.Array], jax.Array]
-    uses: str
-    estimation_steps: int
-    window: int
-    warm_start: bool
-    aggregation: Aggregation
-
-
-def check_losses(phase: PhaseOne, step: Any, losses: jax.Array, loss_mask: Any) -> None:
-    """The loss guide's weights ``1/L̄`` need non-negative losses: raises where concrete."""
-    if phase.uses != "losses" or isinstance(losses, jax.core.Tracer):
-        return
-    if isinstance(step, jax.core.Tracer) or int(step) >= phase.estimation_steps:
-        return
-    seen = np.ones(losses.shape[0], bool) if loss_mask is None else np.asarray(loss_mask)
-    values = np.asarray(losses)
-    if np.any((values < 0) & seen):
-        raise ValueError(
-            f"guide='loss' sets w_k ∝ 1/L̄_k and needs non-negative task_losses, got "
-            f"{values.tolist()}: shift the losses by a lower bound (L_k - min L_k) or use "
-            "guide='gms'."
-        )
-
-
-def phase_one_step(
-    phase: PhaseOne,
-    step: jax.Array,
-    weights: jax.Array,
-    stats: WindowStatistics,
-    snapshot: metrics.TaskMetrics,
-    G: jax.Array,
-    losses: jax.Array,
-    task_mask: jax.Array | None = None,
-    loss_mask: jax.Array | None = None,
-) -> tuple[jax.Array, jax.Array, WindowStatistics, metrics.TaskMetrics]:
-    """One phase-1 step: ``(weights it trains with, next weights, stats, snapshot)``.
-
-    For ``step < T1``. With ``warm_start`` step 0 trains with the guide's weights of its own
-    usable sample. The sample joins the window (``task_mask``, ``loss_mask``: see
-    :func:`accumulate`); at a window's end the guide maps the window means to the next
-    weights, which join the aggregate; the last step sets the aggregate (NaN when no window
-    had a usable sample: no estimate, no silent fallback). ``snapshot``: the metrics of the
-    latest usable sample at its weights. ``G`` and ``losses`` are float32.
-    """
-    usable = sample_status(G, losses, task_mask, loss_mask, phase.uses).usable
-    observed_G, observed_losses = _observed(G, losses, task_mask, loss_mask)
-    if phase.warm_start:
-        weights = jax.lax.cond(
-            (step == 0) & usable,
-            lambda: phase.rule(observed_G, observed_losses),
-            lambda: weights,
-        )
-    stats = accumulate(stats, G, losses, task_mask, loss_mask, uses=phase.uses)
-    last_step = step == phase.estimation_steps - 1
-    ends = window_ends(step, phase.window, last_step)
-
-    def close(stats: WindowStatistics) -> tuple:
-        mean_G, mean_losses = window_means(stats)
-        chosen = jax.lax.cond(
-            stats.count > 0, lambda: phase.rule(mean_G, mean_losses), lambda: weights
-        )
-        return chosen, close_window(stats, chosen, phase.aggregation)
-
-    next_weights, stats = jax.lax.cond(ends, close, lambda s: (weights, s), stats)
-    next_weights = jax.lax.cond(
-        last_step,
-        lambda: jnp.where(stats.estimates == 0, jnp.nan, aggregated_weights(stats)),
-        lambda: next_weights,
-    )
-    snapshot = jax.lax.cond(
-        usable,
-        lambda: metrics.task_metrics(observed_G, observed_losses, weights),
-        lambda: snapshot,
-    )
-    return weights, next_weights, stats, snapshot
-
-
-def _observed(G: jax.Array, losses: jax.Array, task_mask: Any, loss_mask: Any) -> tuple:
-    """The Gramian and losses with unobserved entries set to 0 (so they stay finite)."""
-    if task_mask is not None:
-        G = jnp.where(task_mask[:, None] & task_mask[None, :], G, 0.0)
-    loss_mask = task_mask if loss_mask is None else loss_mask
-    if loss_mask is not None:
-        losses = jnp.where(loss_mask, losses, 0.0)
-    return G, losses

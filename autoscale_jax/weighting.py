@@ -34,6 +34,7 @@ from autoscale_jax import metrics
 
 GUIDES = ("gms", "cond", "loss")
 AGGREGATIONS = ("last_half", "last", "mean", "ema")
+PREDICTORS = ("aggregate", "linear")
 
 
 def normalise(weights: jax.Array, total: float | None = None) -> jax.Array:
@@ -179,7 +180,7 @@ def guide_rule(
 def window_ends(step: jax.Array, window: int, last_step: jax.Array) -> jax.Array:
     """Whether ``step`` ends a window: every ``window`` steps, and at the phase's last step
     (the last window may be shorter). AutoScale's windows
-    (:func:`autoscale_jax.estimator.phase_one_step`) and
+    (:func:`autoscale_jax.phase_one.phase_one_step`) and
     :func:`autoscale_jax.methods.freeze`'s epochs are both cut this way."""
     return ((step + 1) % window == 0) | last_step
 
@@ -225,3 +226,36 @@ def aggregate_window_weights(
     first: Any = {"last_half": last_half_start(n), "last": n - 1, "mean": 0}[how]
     keep = ((index >= first) & (index < n)).astype(window_weights.dtype)
     return normalise(keep @ window_weights / jnp.sum(keep))
+
+
+def linear_prediction_coefficients(
+    estimation_steps: int, window: int, first_window: int, target_step: int
+) -> tuple[float, ...]:
+    """Static ``c_e`` such that ``Σ_e c_e y_e`` is the least-squares line through the windows'
+    values, evaluated at ``target_step``.
+
+    Window ``e`` covers steps ``[eτ, min((e+1)τ, T1))`` and is placed at its centre step
+    ``x_e``; the line is fitted to windows ``e ≥ first_window`` (the others get ``c_e = 0``).
+    With ``n`` fitted windows, ``x̄`` their mean centre and ``S = Σ_e (x_e - x̄)²``,
+
+    .. math:: ŷ(x^*) = ȳ + b (x^* - x̄), \\quad b = Σ_e (x_e - x̄)(y_e - ȳ) / S
+       \\;\\Rightarrow\\; c_e = 1/n + (x_e - x̄)(x^* - x̄) / S.
+
+    ``Σ_e c_e = 1``: a common shift of every ``y_e`` shifts the prediction by the same amount,
+    so on log weights a common scale of the window weights does not change the normalised
+    prediction. One fitted window has no slope: ``c = 1`` there.
+
+    Example:
+      >>> linear_prediction_coefficients(20, 10, 0, 29)   # centres 4.5 and 14.5
+      (-1.45, 2.45)
+    """
+    num_windows = -(-estimation_steps // window)
+    starts = np.arange(num_windows) * window
+    centres = starts + (np.minimum(starts + window, estimation_steps) - 1 - starts) / 2
+    fitted = np.arange(num_windows) >= first_window
+    x = centres[fitted]
+    spread = np.sum((x - x.mean()) ** 2)
+    slope_part = (x - x.mean()) * (target_step - x.mean()) / spread if spread > 0 else 0 * x
+    coefficients = np.zeros(num_windows)
+    coefficients[fitted] = 1 / x.size + slope_part
+    return tuple(round(float(c), 12) for c in coefficients)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import autoscale_jax as asj
-from autoscale_jax import estimator, metrics, weighting
+from autoscale_jax import estimator, weighting
 
 
 def test_window_means_and_close():
@@ -85,46 +85,3 @@ def test_a_billion_step_phase_one_compiles_and_runs():
     grads = {"w": jnp.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])}
     updates, state = jax.jit(lambda g, s: tx.update(g, s, task_losses=jnp.ones(2)))(grads, state)
     np.testing.assert_allclose(updates["w"], [4 / 3, 4 / 3, 0.0], rtol=1e-6)  # w = (4/3, 2/3)
-
-
-def test_phase_one_step_trains_each_window_with_the_previous_choice_and_ends_in_the_aggregate():
-    phase = estimator.PhaseOne(
-        rule=lambda G, losses: weighting.gms_weights(G),
-        uses="gramian",
-        estimation_steps=3,
-        window=2,
-        warm_start=False,
-        aggregation=estimator.aggregation("mean", 2),
-    )
-    stats, snapshot = estimator.init_window_statistics(2), metrics.empty_task_metrics()
-    weights, trained = jnp.ones(2), []
-    for step, diagonal in enumerate([(4.0, 1.0), (4.0, 1.0), (1.0, 4.0)]):
-        G = jnp.diag(jnp.array(diagonal))
-        used, weights, stats, snapshot = estimator.phase_one_step(
-            phase, jnp.int32(step), weights, stats, snapshot, G, jnp.ones(2)
-        )
-        trained.append(used)
-    # window 0 (steps 0, 1) trains at equal weights and picks gms = [2/3, 4/3]; window 1 (the
-    # last step) trains with that and picks [4/3, 2/3]; "mean" aggregates the two to [1, 1].
-    np.testing.assert_allclose(trained, [[1, 1], [1, 1], [2 / 3, 4 / 3]], rtol=1e-6)
-    np.testing.assert_allclose(weights, [1.0, 1.0], rtol=1e-6)
-    assert int(stats.windows_closed) == 2 and int(stats.estimates) == 2
-    # the snapshot: the last sample's metrics at the weights it trained with (GMS 32/68)
-    np.testing.assert_allclose(snapshot.gradient_magnitude_similarity, 32 / 68, rtol=1e-6)
-
-
-def test_phase_one_without_a_usable_sample_ends_with_nan_weights():
-    phase = estimator.PhaseOne(
-        lambda G, losses: weighting.gms_weights(G),
-        "gramian",
-        1,
-        1,
-        True,
-        estimator.aggregation("last_half", 1),
-    )
-    stats, snapshot = estimator.init_window_statistics(2), metrics.empty_task_metrics()
-    used, weights, stats, _ = estimator.phase_one_step(
-        phase, jnp.int32(0), jnp.ones(2), stats, snapshot, jnp.zeros((2, 2)), jnp.ones(2)
-    )
-    np.testing.assert_array_equal(used, [1.0, 1.0])  # no warm start from a degenerate sample
-    assert np.all(np.isnan(weights)) and int(stats.degenerate) == 1

@@ -150,12 +150,14 @@ def test_autoscale_sampled_window_means_equal_the_full_gramian():
         np.testing.assert_allclose(asj.task_weights(state), expected, rtol=1e-5)
 
 
-@pytest.mark.parametrize("warm_start", [True, False])
-def test_autoscale_prior_weights_are_the_weights_it_trains_with(warm_start):
+@pytest.mark.parametrize(
+    ("warm_start", "explorer"), [(True, "guide"), (False, "guide"), (True, "imtl_g")]
+)
+def test_autoscale_prior_weights_are_the_weights_it_trains_with(warm_start, explorer):
     # Where AutoScale declares its weights known before the Gramian, the Gramian path must
     # return exactly them, through window ends, skipped (NaN) samples and the phase switch.
     rng = np.random.default_rng(1)
-    tx = asj.autoscale(3, estimation_steps=7, window=3, warm_start=warm_start)
+    tx = asj.autoscale(3, estimation_steps=7, window=3, warm_start=warm_start, explorer=explorer)
     state, known_steps = tx.init(None), []
     for i in range(10):
         J = rng.normal(size=(3, 5)) * 10 ** rng.uniform(-1, 1, (3, 1))
@@ -165,9 +167,11 @@ def test_autoscale_prior_weights_are_the_weights_it_trains_with(warm_start):
         if known:
             known_steps.append(i)
             np.testing.assert_array_equal(prior, weights)
-        else:  # warm start: step 0 trains with its own Gramian's weights
-            assert not np.allclose(prior, weights)
-    assert known_steps == list(range(1 if warm_start else 0, 10))
+        else:  # warm start: step 0 trains with its own Gramian's weights (an explorer: all
+            # of phase 1 but the NaN step 4, where it trains with the guide's weights)
+            assert not np.allclose(prior, weights) or i == 4
+    first = {"guide": 1 if warm_start else 0, "imtl_g": 7}[explorer]
+    assert known_steps == list(range(first, 10))
 
 
 def run(loss_fn, params, x, y, weighting_, steps, **kwargs):
@@ -190,6 +194,9 @@ GRAMIAN_METHODS = {
     "autoscale cond": lambda: asj.autoscale(K, 4, window=2, guide="cond"),
     "autoscale loss": lambda: asj.autoscale(K, 4, window=2, guide="loss"),
     "autoscale no warm start": lambda: asj.autoscale(K, 4, window=2, warm_start=False),
+    "autoscale imtl_g explorer, linear predictor": lambda: asj.autoscale(
+        K, 4, window=2, explorer="imtl_g", predictor="linear", total_steps=6
+    ),
 }
 
 

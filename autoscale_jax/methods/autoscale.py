@@ -2,7 +2,7 @@
 
 A method on the Gramian base (:func:`~autoscale_jax.methods._update_paths.gramian_base`): its
 transition is the estimator's phase-1 state machine
-(:func:`autoscale_jax.estimator.phase_one_step`) while ``step < T1``, then the fixed weights.
+(:func:`autoscale_jax.phase_one.phase_one_step`) while ``step < T1``, then the fixed weights.
 Like every multi-task transformation it takes stacked task gradients (leading task axis K) and
 the keyword ``task_losses``, and must come first in a chain (like
 ``optax.contrib.differentially_private_aggregate``, its input has the extra task axis):
@@ -19,13 +19,57 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from autoscale_jax import _autoscale_state, _packing, base, checks, estimator, metrics, weighting
+from autoscale_jax import (
+    _autoscale_state,
+    _packing,
+    base,
+    checks,
+    estimator,
+    metrics,
+    phase_one,
+    weighting,
+)
 from autoscale_jax._autoscale_state import AutoScaleState
 from autoscale_jax.methods._partial_labels import masked
 from autoscale_jax.methods._registry import MethodInfo
 from autoscale_jax.methods._update_paths import Sample, gramian_base
+from autoscale_jax.methods.imtl_g import imtl_g_weights
 
-__all__ = ["AutoScaleState", "autoscale"]
+__all__ = ["EXPLORERS", "AutoScaleState", "autoscale"]
+
+EXPLORERS = ("guide", "equal", "imtl_g")
+
+
+def explorer_rule(explorer: str, num_tasks: int) -> Any:
+    """The phase-1 training rule ``(G, L) -> w`` of a named explorer (``None``: the guide's
+    own weights), each normalised to ``Σ w = K`` like AutoScale's weights."""
+    if explorer == "guide":
+        return None
+    if explorer == "equal":
+        return lambda G, losses: jnp.ones((num_tasks,), jnp.float32)
+    if explorer == "imtl_g":
+        return lambda G, losses: num_tasks * imtl_g_weights(G)
+    raise ValueError(f"Unknown explorer {explorer!r}; choose one of {EXPLORERS}.")
+
+
+def _prediction(
+    predictor: str, aggregate: str, estimation_steps: int, window: int, total_steps: Any
+) -> estimator.Aggregation:
+    """The static aggregation of the window weights that ``predictor`` asks for."""
+    num_windows = -(-estimation_steps // window)
+    if predictor == "aggregate":
+        if total_steps is not None:
+            raise ValueError("total_steps is read by predictor='linear' only.")
+        return estimator.aggregation(aggregate, num_windows)
+    if predictor != "linear":
+        raise ValueError(f"Unknown predictor {predictor!r}; choose one of {weighting.PREDICTORS}.")
+    total_steps = checks.check_positive_int("total_steps", total_steps)
+    if total_steps <= estimation_steps:
+        raise ValueError(
+            f"predictor='linear' extrapolates to the last training step: total_steps must "
+            f"exceed estimation_steps={estimation_steps}, got {total_steps}."
+        )
+    return estimator.linear_prediction(estimation_steps, window, aggregate, total_steps - 1)
 
 
 def autoscale(
@@ -38,6 +82,9 @@ def autoscale(
     aggregate: str = "last_half",
     metric_mask: metrics.MetricMask = None,
     cond_iterations: int = 200,
+    explorer: str = "guide",
+    predictor: str = "aggregate",
+    total_steps: int | None = None,
 ) -> base.MultiTaskTransformation:
     """AutoScale: metric-guided linear-scalarization weights, then fixed-weight training.
 
@@ -57,6 +104,18 @@ def autoscale(
 
     This is a documented reconstruction: the paper's exact Algorithm 1 is not public; the knobs
     (window, warm start, aggregation) are explicit arguments.
+
+    The paper's phase 1, as read second-hand from a review of its text, differs in two ways,
+    offered as options (docs/benchmarks.md measures them against the defaults):
+    ``explorer="imtl_g"`` trains every phase-1 step with IMTL-G's weights of that step's
+    Gramian (scaled to ``Σ w = K``) while the guide keeps measuring, and
+    ``predictor="linear"`` fits a least-squares line to the windows' ``log w^{(e)}`` (each at
+    its window's centre step; the windows ``aggregate`` selects) and takes its value at the last
+    training step, ``total_steps - 1``:
+
+    .. math:: \\log w^* = \\overline{\\log w} + b\\,(T - 1 - \\bar x)
+
+    (normalised to ``Σ w = K``; :func:`autoscale_jax.estimator.linear_prediction`).
 
     Phase 1 need not stack the K gradients: ``multitask_train_step(..., gradient_mode=...)``
     measures ``G`` column by column (``"gramian"``, exact), on a shared representation or the
@@ -81,9 +140,10 @@ def autoscale(
 
     Checkpoints: the state carries a fingerprint of the configuration (``num_tasks``,
     ``estimation_steps``, ``window``, ``guide``, ``warm_start``, ``aggregate``, ``metric_mask``,
-    ``cond_iterations``). An update with a state made by another configuration raises a
-    ``ValueError`` when the state is concrete; under ``jit`` it sets
-    ``state.config_mismatch`` and NaN weights.
+    ``cond_iterations``, and ``explorer``, ``predictor``, ``total_steps`` where they are not the
+    defaults, so the default configurations keep their fingerprints). An update with a state
+    made by another configuration raises a ``ValueError`` when the state is concrete; under
+    ``jit`` it sets ``state.config_mismatch`` and NaN weights.
 
     Args:
       num_tasks: K >= 2, static.
@@ -100,6 +160,13 @@ def autoscale(
         where two or more tasks have a nonzero gradient: excludes task heads), a pytree of bools
         or a predicate ``(key_path, leaf) -> bool``.
       cond_iterations: iteration budget of the ``"cond"`` solver.
+      explorer: what phase 1 trains with: ``"guide"`` (the guide's window weights, the
+        default), ``"equal"`` (equal weights) or ``"imtl_g"`` (IMTL-G's weights of each step's
+        Gramian). A step whose sample the guide cannot use trains with the guide's weights.
+      predictor: how the window weights become ``w*``: ``"aggregate"`` (``aggregate=``, the
+        default) or ``"linear"`` (the line through their logs, extrapolated to the last step;
+        ``aggregate`` must be ``"last_half"`` or ``"mean"``, the windows it fits).
+      total_steps: the training length ``T`` (``predictor="linear"`` only), ``T > T1``.
 
     Returns:
       A :class:`~autoscale_jax.base.MultiTaskTransformation`; ``update(task_grads, state,
@@ -131,14 +198,15 @@ def autoscale(
     window = checks.check_positive_int("window", window)
     metric_mask = metrics.check_metric_mask(metric_mask)
     rule = weighting.guide_rule(guide, cond_iterations=cond_iterations)
-    num_windows = -(-estimation_steps // window)
-    phase = estimator.PhaseOne(
+    explore = explorer_rule(explorer, num_tasks)
+    phase = phase_one.PhaseOne(
         rule=rule,
         uses="losses" if guide == "loss" else "gramian",
         estimation_steps=estimation_steps,
         window=window,
         warm_start=bool(warm_start),
-        aggregation=estimator.aggregation(aggregate, num_windows),
+        aggregation=_prediction(predictor, aggregate, estimation_steps, window, total_steps),
+        explorer=explore,
     )
     config = {
         "num_tasks": num_tasks,
@@ -150,6 +218,9 @@ def autoscale(
         "metric_mask": metric_mask,
         "cond_iterations": cond_iterations,
     }
+    options = {"explorer": explorer, "predictor": predictor, "total_steps": total_steps}
+    defaults = {"explorer": "guide", "predictor": "aggregate", "total_steps": None}
+    config |= {name: value for name, value in options.items() if value != defaults[name]}
     fingerprint = _autoscale_state.fingerprint(config)
 
     def init_state(params: Any) -> AutoScaleState:
@@ -196,8 +267,11 @@ def autoscale(
         return jnp.where(in_phase_one(state), jnp.nan, state.task_weights)
 
     def prior_weights(state: AutoScaleState) -> tuple[jax.Array, jax.Array]:
-        # Only the warm-start step trains with weights from its own Gramian.
+        # Only the warm-start step (and with an explorer, every phase-1 step) trains with
+        # weights from its own Gramian.
         known = (state.step > 0) if warm_start else jnp.ones((), bool)
+        if explore is not None:
+            known = known & ~in_phase_one(state)
         return known, check_config(state)[1].task_weights
 
     return gramian_base(

@@ -53,7 +53,15 @@ def reference_autoscale_weights(data, estimation_steps, window, rule):
     n = len(window_choices)
     final = np.mean(window_choices[n - (n + 1) // 2 :], axis=0)
     final = final * len(final) / final.sum()
-    return used, final
+    return used, final, window_choices
+
+
+def imtl_g_reference(J):
+    """IMTL-G's paper closed form in float64: α_{2:K} = g_1 Uᵀ (D Uᵀ)⁻¹, α_1 = 1 - Σ α_{2:K}."""
+    U = J / np.linalg.norm(J, axis=1, keepdims=True)
+    D, U = J[:1] - J[1:], U[:1] - U[1:]
+    rest = J[0] @ U.T @ np.linalg.inv(D @ U.T)
+    return np.concatenate([[1 - rest.sum()], rest])
 
 
 @pytest.mark.parametrize("guide", ["gms", "loss"])
@@ -61,12 +69,53 @@ def test_autoscale_follows_the_documented_algorithm(rng, guide):
     data = stream(rng, 12)
     tx = asj.autoscale(3, estimation_steps=7, window=3, guide=guide)
     outputs, state, _ = run(tx, data)
-    used, final = reference_autoscale_weights(data, 7, 3, weighting.guide_rule(guide))
+    used, final, _ = reference_autoscale_weights(data, 7, 3, weighting.guide_rule(guide))
     for step, (updates, (grads, _)) in enumerate(zip(outputs, data, strict=True)):
         w = used[step] if step < 7 else final
         np.testing.assert_allclose(updates["w"], w @ np.asarray(grads["w"]), rtol=2e-4, atol=1e-5)
     np.testing.assert_allclose(asj.task_weights(state), final, rtol=1e-5)
     assert int(state.window_statistics.windows_closed) == 3
+
+
+def test_imtl_g_explorer_trains_phase_one_with_imtl_g_and_the_guide_picks_as_before(rng):
+    data = stream(rng, 10)
+    tx = asj.autoscale(3, estimation_steps=7, window=3, explorer="imtl_g")
+    outputs, state, update = run(tx, data)
+    _, final, _ = reference_autoscale_weights(data, 7, 3, weighting.guide_rule("gms"))
+    for step, (updates, (grads, _)) in enumerate(zip(outputs, data, strict=True)):
+        J = np.asarray(grads["w"], np.float64)
+        w = 3 * imtl_g_reference(J) if step < 7 else final
+        np.testing.assert_allclose(updates["w"], w @ J, rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(asj.task_weights(state), final, rtol=1e-5)
+    assert update._cache_size() == 1
+
+
+@pytest.mark.parametrize("aggregate", ["last_half", "mean"])
+def test_linear_predictor_is_the_least_squares_line_through_the_window_log_weights(rng, aggregate):
+    data = stream(rng, 26)
+    tx = asj.autoscale(
+        3, estimation_steps=25, window=4, predictor="linear", total_steps=200, aggregate=aggregate
+    )
+    _, state, _ = run(tx, data)
+    _, _, choices = reference_autoscale_weights(data, 25, 4, weighting.guide_rule("gms"))
+    centres = np.array([1.5, 5.5, 9.5, 13.5, 17.5, 21.5, 24.0])  # the last window is 24 alone
+    first = 3 if aggregate == "last_half" else 0
+    logs = np.log(np.asarray(choices[first:], np.float64))
+    line = np.polynomial.polynomial.polyfit(centres[first:], logs, 1)
+    predicted = np.exp(line[0] + line[1] * 199)
+    np.testing.assert_allclose(asj.task_weights(state), 3 * predicted / predicted.sum(), rtol=1e-4)
+
+
+def test_the_phase_one_options_join_the_fingerprint_only_where_not_the_default():
+    default = int(asj.autoscale(3, 5).init(None).config_fingerprint)
+    spelled = asj.autoscale(3, 5, explorer="guide", predictor="aggregate", total_steps=None)
+    assert int(spelled.init(None).config_fingerprint) == default
+    others = {
+        int(asj.autoscale(3, 5, explorer="imtl_g").init(None).config_fingerprint),
+        int(asj.autoscale(3, 5, explorer="equal").init(None).config_fingerprint),
+        int(asj.autoscale(3, 5, predictor="linear", total_steps=50).init(None).config_fingerprint),
+    }
+    assert default not in others and len(others) == 3
 
 
 def test_after_phase_one_autoscale_equals_fixed_weights(rng):
@@ -184,6 +233,18 @@ def test_bad_input_gives_clear_errors():
         asj.autoscale(2, 5, window=0)
     with pytest.raises(ValueError, match="Unknown guide"):
         asj.autoscale(2, 5, guide="nash")
+    with pytest.raises(ValueError, match="Unknown explorer 'famo'"):
+        asj.autoscale(2, 5, explorer="famo")
+    with pytest.raises(ValueError, match="Unknown predictor 'quadratic'"):
+        asj.autoscale(2, 5, predictor="quadratic")
+    with pytest.raises(ValueError, match="total_steps"):
+        asj.autoscale(2, 5, predictor="linear")
+    with pytest.raises(ValueError, match="must exceed estimation_steps=5"):
+        asj.autoscale(2, 5, predictor="linear", total_steps=5)
+    with pytest.raises(ValueError, match="predictor='linear' only"):
+        asj.autoscale(2, 5, total_steps=50)
+    with pytest.raises(ValueError, match="'last_half' or 'mean', got aggregate='ema'"):
+        asj.autoscale(2, 5, predictor="linear", total_steps=50, aggregate="ema")
 
 
 def test_task_weights_found_in_nested_states():
