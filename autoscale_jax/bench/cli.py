@@ -4,8 +4,8 @@ Usage::
 
   autoscale-jax bench [--suite smoke|quick|discriminating|fair|full|real] [--smoke]
                       [--benchmarks NAME ...]
-                      [--methods LABEL ...] [--seeds N] [--steps N] [--grid N] [--out DIR]
-                      [--resume] [--no-plots]
+                      [--methods LABEL ...] [--seeds N] [--first-seed S] [--steps N]
+                      [--grid N] [--out DIR] [--resume] [--no-plots]
   autoscale-jax study [--benchmark multi_mnist] [--grid N] [--steps N] [--seed S] [--out DIR]
   python -m autoscale_jax.bench bench              # the same without the console script
 
@@ -154,7 +154,7 @@ def _run_spec(
         return f"{type(err).__name__}: {err}"
     steps = args.steps or spec.steps
     eval_every = min(spec.eval_every, steps)
-    seeds = tuple(range(args.seeds or suite.seeds))
+    seeds = tuple(range(args.first_seed, args.first_seed + (args.seeds or suite.seeds)))
     grid_size = spec.grid_size or suite.grid_size
     grid_size = grid_size if args.grid is None else args.grid
     configs, with_grid, controls = _select_methods(

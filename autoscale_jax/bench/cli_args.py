@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
         "single-task baselines always run)",
     )
     bench.add_argument("--seeds", type=int, help="seeds per method (default: the suite's)")
+    bench.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="seeds run from this one on (default 0, the reported seeds 0-4; tune defaults on "
+        "100 and up)",
+    )
     bench.add_argument("--steps", type=int, help="training steps per run (default: the suite's)")
     bench.add_argument("--grid", type=int, help="LS grid size (0: no grid search)")
     bench.add_argument(
@@ -121,6 +128,8 @@ def invalid_arguments(args: argparse.Namespace) -> str | None:
             return f"unknown --benchmark {args.benchmark!r}; choose from {known_benchmarks()}"
         args.out = args.out or os.path.join(OUT_ROOT, "study")
     else:
+        if args.first_seed < 0:
+            return f"--first-seed must be 0 or positive, got {args.first_seed}"
         if args.grid is not None and args.grid < 0:
             return f"--grid must be 0 (no grid) or positive, got {args.grid}"
         unknown = sorted(set(args.benchmarks or ()) - set(known_benchmarks()))

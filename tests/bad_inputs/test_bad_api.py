@@ -112,6 +112,7 @@ def _cli(*args, tmp_path):
         (["--steps", "0"], "--steps must be a positive integer, got 0"),
         (["--seeds", "0"], "--seeds must be a positive integer, got 0"),
         (["--grid", "-1"], "--grid must be 0 (no grid) or positive, got -1"),
+        (["--first-seed", "-1"], "--first-seed must be 0 or positive, got -1"),
     ],
 )
 def test_bench_rejects_zero_steps_and_seeds_in_one_line(tmp_path, args, message):

@@ -128,6 +128,16 @@ def test_resume_trains_only_the_missing_run_and_gives_the_same_results(
     assert resumed == first
 
 
+def test_first_seed_runs_the_tuning_seeds_and_keeps_them_apart_from_the_reported_ones(tmp_path):
+    args = ["bench", "--smoke", "--methods", "ew", "--grid", "0", "--no-plots"]
+    assert cli.main([*args, "--first-seed", "100", "--seeds", "2", "--out", str(tmp_path)]) == 0
+    (report,) = strict_json(tmp_path / "results.json")["benchmarks"]
+    assert report["budget"]["seeds"] == [100, 101]
+    assert {run["seed"] for run in report["runs"]} == {100, 101}
+    names = sorted(os.listdir(tmp_path / "runs" / "multi_mnist"))
+    assert names and all(name.endswith(("__seed100.json", "__seed101.json")) for name in names)
+
+
 def test_study_writes_json_markdown_and_scatter(tmp_path):
     args = ["study", "--grid", "3", "--steps", "20", "--out", str(tmp_path)]
     assert cli.main(args) == 0

@@ -23,6 +23,7 @@ __all__ = [
     "LAST_SHARED_LAYER",
     "NO_RESTART",
     "OPT_IN_ROWS",
+    "PHASE_ONE_VARIANTS",
     "RESTART",
     "SEARCH_METHOD",
     "MethodConfig",
@@ -40,7 +41,23 @@ RESTART = "restart"
 # The comparison rows without that restart (autoscale_gms_no_restart, ...): opt-in rows, run
 # only where a suite or --methods names them (OPT_IN_ROWS).
 NO_RESTART = "_no_restart"
-OPT_IN_ROWS = frozenset(f"autoscale_{guide}{NO_RESTART}" for guide in ("gms", "cond", "loss"))
+# AutoScale's phase 1 as the paper describes it (read second-hand, issue 17 item 3), and the
+# steps between it and ours (5% of training, the guide's own weights, the last-half mean):
+# each row is the gms guide with these options; opt-in rows too.
+PHASE_ONE_VARIANTS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {
+        "autoscale_gms_long": {"estimation_fraction": 0.2},
+        "autoscale_gms_imtl_g": {"estimation_fraction": 0.2, "explorer": "imtl_g"},
+        "autoscale_gms_paper": {
+            "estimation_fraction": 0.2,
+            "explorer": "imtl_g",
+            "predictor": "linear",
+        },
+    }
+)
+OPT_IN_ROWS = frozenset(
+    (*(f"autoscale_{guide}{NO_RESTART}" for guide in ("gms", "cond", "loss")), *PHASE_ONE_VARIANTS)
+)
 # Not a registry method: AutoScale's phase 1, then a validation-guided search
 # (autoscale_jax.search), run by autoscale_jax.bench.running.search_run.
 SEARCH_METHOD = "autoscale_search"
@@ -125,8 +142,8 @@ def default_methods(
     window: int = 10,
     heads: str = "weighted",
 ) -> list[MethodConfig]:
-    """The suite's methods: EW, AutoScale (gms, cond, loss, search), gradient-norm scaling,
-    SMTOs.
+    """The suite's methods: EW, AutoScale (gms, cond, loss, search; the phase-1 variants of
+    :data:`PHASE_ONE_VARIANTS`), gradient-norm scaling, SMTOs.
 
     AutoScale uses ``metric_mask="shared"``, ``estimation_steps = max(window,
     round(estimation_fraction * steps))`` and restarts Adam's moments when phase 1 ends
@@ -171,6 +188,10 @@ def default_methods(
         MethodConfig(f"{c.label}{NO_RESTART}", c.name, {**c.options, RESTART: False})
         for c in configs[1:]
     ]
+    configs += [
+        MethodConfig(label, "autoscale", _phase_one_variant(configs[1].options, steps, variant))
+        for label, variant in PHASE_ONE_VARIANTS.items()
+    ]
     configs.append(
         MethodConfig(
             SEARCH_METHOD,
@@ -199,6 +220,20 @@ def default_methods(
             options["estimation_steps"] = estimation_steps
         configs.append(MethodConfig(f"{name}({WRAPPED})", name, options))
     return configs
+
+
+def _phase_one_variant(
+    gms: Mapping[str, Any], steps: int, variant: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The gms row's options with a :data:`PHASE_ONE_VARIANTS` entry: its phase-1 share
+    (``estimation_fraction``), and a linear predictor extrapolating to the last step."""
+    options = {key: value for key, value in variant.items() if key != "estimation_fraction"}
+    fraction = variant.get("estimation_fraction")
+    if fraction is not None:
+        options["estimation_steps"] = max(gms["window"], round(fraction * steps))
+    if options.get("predictor") == "linear":
+        options["total_steps"] = steps
+    return {**gms, **options}
 
 
 def _heads_option(name: str, heads: str) -> dict[str, str]:

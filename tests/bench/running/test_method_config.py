@@ -6,6 +6,7 @@ import autoscale_jax as asj
 from autoscale_jax.bench.running.chunk import resolve_options
 from autoscale_jax.bench.running.method_config import (
     LAST_SHARED_LAYER,
+    PHASE_ONE_VARIANTS,
     SEARCH_METHOD,
     MethodConfig,
     default_methods,
@@ -16,7 +17,7 @@ from autoscale_jax.bench.running.method_config import (
 def test_default_methods_cover_the_registry_and_size_phase_one():
     configs = default_methods(3, 1000)
     labels = [c.label for c in configs]
-    assert labels[:9] == [
+    assert labels[:12] == [
         "ew",
         "autoscale_gms",
         "autoscale_cond",
@@ -24,14 +25,30 @@ def test_default_methods_cover_the_registry_and_size_phase_one():
         "autoscale_gms_no_restart",  # opt-in comparison rows (OPT_IN_ROWS)
         "autoscale_cond_no_restart",
         "autoscale_loss_no_restart",
+        "autoscale_gms_long",  # opt-in phase-1 variants
+        "autoscale_gms_imtl_g",
+        "autoscale_gms_paper",
         "autoscale_search",
         "gradient_norm_scaling",
     ]
     assert len(set(labels)) == len(labels)
-    for config in configs[1:8]:
+    for config in [*configs[1:7], configs[10]]:
         assert config.options["estimation_steps"] == 50  # 5 % of 1000
         assert config.options["metric_mask"] == "shared"
     assert default_methods(2, 100)[1].options["estimation_steps"] == 10  # >= one window
+    variants = {c.label: dict(c.options) for c in configs if c.label in PHASE_ONE_VARIANTS}
+    gms = dict(configs[1].options)
+    assert variants == {
+        "autoscale_gms_long": {**gms, "estimation_steps": 200},  # 20 % of 1000
+        "autoscale_gms_imtl_g": {**gms, "estimation_steps": 200, "explorer": "imtl_g"},
+        "autoscale_gms_paper": {
+            **gms,
+            "estimation_steps": 200,
+            "explorer": "imtl_g",
+            "predictor": "linear",
+            "total_steps": 1000,
+        },
+    }
     # Every registered method runs (and the search, not a registry method); wrappers wrap
     # Nash-MTL.
     names = {c.name for c in configs} - {SEARCH_METHOD}
