@@ -10,7 +10,8 @@
   10^-3 .. 10^3), 24 log-uniform random weightings for three.
 - **full**: + MultiFashion, Yeast-14 and QM9.
 - **fair**: the discriminating benchmarks, 5 seeds, every row on an equal footing, each with
-  its tuned recipe where one was measured (MultiMNIST: 1600 steps, Adam β2 0.99)
+  its tuned recipe (1600 steps; Adam 1e-3 or 3e-3, β2 0.99 or 0.999, constant or warm-up +
+  cosine: chosen per benchmark on tuning seeds)
   (:data:`FAIR_METHODS`): EW, the grid (random search for K = 3) from step 0, its restart
   control and its pick on the search's schedule (:mod:`.controls`), each guide with and
   without an optimizer restart at the phase switch, the search, Nash-MTL, FAMO, STCH and
@@ -35,7 +36,11 @@ import dataclasses
 from typing import Any
 
 from autoscale_jax.bench import datasets
-from autoscale_jax.bench.running.method_config import GRID_CONTROLS, NO_RESTART
+from autoscale_jax.bench.running.method_config import (
+    GRID_CONTROLS,
+    NO_RESTART,
+    PHASE_ONE_VARIANTS,
+)
 from autoscale_jax.bench.running.recipe import DEFAULT_RECIPE, Recipe
 
 __all__ = ["ALWAYS_RUN", "FAIR_METHODS", "SUITES", "BenchmarkSpec", "Suite", "find_spec"]
@@ -130,12 +135,18 @@ _DISCRIMINATING = (
     BenchmarkSpec("multi_fashion3", {"image_size": 20}, {}, _recipe(800), grid_size=24),
 )
 # The fair suite's recipes, chosen on the single-task baselines with tuning seeds 100-101
-# (benchmarks/recipe_tuning.py; docs/benchmarks.md, Recipes): MultiMNIST trains 1600 steps of
-# Adam 1e-3 with β2 0.99, where one Adam reset after 5% moved the grid pick's Δm by 0.13 points
-# (5.67 with the 800-step recipe). The other four keep the old recipe until measured.
-_FAIR = (
-    BenchmarkSpec("multi_mnist", {"image_size": 20}, {}, Recipe(b2=0.99, steps=1600)),
-    *_DISCRIMINATING[1:],
+# (benchmarks/recipe_tuning.py over learning rate, β2 and schedule at 1600 steps;
+# docs/benchmarks.md, Recipes, has the tables and the restart control of each).
+_WARMUP_COSINE = {"schedule": "warmup_cosine", "warmup_fraction": 0.05}
+_FAIR_RECIPES = {
+    "multi_mnist": Recipe(b2=0.99, steps=1600),
+    "multi_mnist_sigmoid": Recipe(learning_rate=3e-3, b2=0.99, steps=1600),
+    "multi_fashion": Recipe(b2=0.99, steps=1600),
+    "multi_mnist3": Recipe(learning_rate=3e-3, steps=1600, **_WARMUP_COSINE),
+    "multi_fashion3": Recipe(learning_rate=3e-3, b2=0.99, steps=1600, **_WARMUP_COSINE),
+}
+_FAIR = tuple(
+    dataclasses.replace(spec, recipe=_FAIR_RECIPES[spec.name]) for spec in _DISCRIMINATING
 )
 QM9_METHODS = (
     "ls_grid",
@@ -147,7 +158,8 @@ QM9_METHODS = (
     "famo",
 )
 # Every row on an equal footing (issue 16): the grid from step 0 and its two controls, each
-# guide without and with an optimizer restart at the phase switch, the search and four SMTOs.
+# guide without and with an optimizer restart at the phase switch, the phase-1 variants
+# (issue 17), the search and four SMTOs.
 # EW and the single-task baselines always run.
 _GUIDES = ("gms", "cond", "loss")
 FAIR_METHODS = (
@@ -155,6 +167,7 @@ FAIR_METHODS = (
     *GRID_CONTROLS,
     *(f"autoscale_{guide}" for guide in _GUIDES),
     *(f"autoscale_{guide}{NO_RESTART}" for guide in _GUIDES),
+    *PHASE_ONE_VARIANTS,
     "autoscale_search",
     "nash_mtl",
     "famo",
