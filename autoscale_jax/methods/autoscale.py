@@ -163,6 +163,8 @@ def autoscale(
       explorer: what phase 1 trains with: ``"guide"`` (the guide's window weights, the
         default), ``"equal"`` (equal weights) or ``"imtl_g"`` (IMTL-G's weights of each step's
         Gramian). A step whose sample the guide cannot use trains with the guide's weights.
+        With task sampling (``gradient_mode="sampled"``) an explorer sees the sampled tasks'
+        Gramian only: IMTL-G gives the tasks left out of the step weight 0 there.
       predictor: how the window weights become ``w*``: ``"aggregate"`` (``aggregate=``, the
         default) or ``"linear"`` (the line through their logs, extrapolated to the last step;
         ``aggregate`` must be ``"last_half"`` or ``"mean"``, the windows it fits).

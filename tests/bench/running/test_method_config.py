@@ -17,7 +17,7 @@ from autoscale_jax.bench.running.method_config import (
 def test_default_methods_cover_the_registry_and_size_phase_one():
     configs = default_methods(3, 1000)
     labels = [c.label for c in configs]
-    assert labels[:12] == [
+    assert labels[:14] == [
         "ew",
         "autoscale_gms",
         "autoscale_cond",
@@ -25,26 +25,31 @@ def test_default_methods_cover_the_registry_and_size_phase_one():
         "autoscale_gms_no_restart",  # opt-in comparison rows (OPT_IN_ROWS)
         "autoscale_cond_no_restart",
         "autoscale_loss_no_restart",
-        "autoscale_gms_long",  # opt-in phase-1 variants
-        "autoscale_gms_imtl_g",
+        "autoscale_gms_p15",  # opt-in phase-1 variants
+        "autoscale_gms_p15_imtl_g",
+        "autoscale_gms_p20",
+        "autoscale_gms_p20_imtl_g",
         "autoscale_gms_paper",
         "autoscale_search",
         "gradient_norm_scaling",
     ]
     assert len(set(labels)) == len(labels)
-    for config in [*configs[1:7], configs[10]]:
+    for config in [*configs[1:7], configs[12]]:
         assert config.options["estimation_steps"] == 50  # 5 % of 1000
         assert config.options["metric_mask"] == "shared"
     assert default_methods(2, 100)[1].options["estimation_steps"] == 10  # >= one window
     variants = {c.label: dict(c.options) for c in configs if c.label in PHASE_ONE_VARIANTS}
     gms = dict(configs[1].options)
+    imtl_g = {"explorer": "imtl_g"}
     assert variants == {
-        "autoscale_gms_long": {**gms, "estimation_steps": 200},  # 20 % of 1000
-        "autoscale_gms_imtl_g": {**gms, "estimation_steps": 200, "explorer": "imtl_g"},
+        "autoscale_gms_p15": {**gms, "estimation_steps": 150},  # 15 % of 1000
+        "autoscale_gms_p15_imtl_g": {**gms, "estimation_steps": 150, **imtl_g},
+        "autoscale_gms_p20": {**gms, "estimation_steps": 200},
+        "autoscale_gms_p20_imtl_g": {**gms, "estimation_steps": 200, **imtl_g},
         "autoscale_gms_paper": {
             **gms,
             "estimation_steps": 200,
-            "explorer": "imtl_g",
+            **imtl_g,
             "predictor": "linear",
             "total_steps": 1000,
         },
