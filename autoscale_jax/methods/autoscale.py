@@ -147,7 +147,8 @@ def autoscale(
 
     Args:
       num_tasks: K >= 2, static.
-      estimation_steps: phase-1 length ``T1 >= 1`` (a few percent of training is typical).
+      estimation_steps: phase-1 length ``T1 >= 1`` (about 15% of training is recommended from the
+        bench's suite: docs/choosing.md).
       guide: ``"gms"``, ``"cond"`` or ``"loss"`` (``w_k ∝ 1/L̄_k`` needs non-negative losses:
         a negative one raises a ``ValueError`` where the losses are concrete and is an unusable
         sample under ``jit``).
