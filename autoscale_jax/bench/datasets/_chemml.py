@@ -271,8 +271,9 @@ DATASET = DatasetInfo(
             {"target_scaling": "standardised"},
             {"trunk_sizes": (256, 128)},
             1e-3,
-            "control for chemml_ri: the same tasks on standardised targets, where weighting is "
-            "expected to matter little",
+            "not discriminating (control for chemml_ri): the same tasks on standardised "
+            "targets; EW Δm -1.21 ± 0.81 vs -0.44 ± 0.65 for the best of 24 random weightings "
+            "(5 seeds, 1600 steps), within 2 sd",
         ),
     ),
     packages=("chemml", "pandas"),
