@@ -13,11 +13,14 @@ running quantity over the closed windows' weights ``w^{(0)} .. w^{(W-1)}``:
 - ``"last_half"``: ``Σ_{e ≥ e₀} w^{(e)}`` with ``e₀ = W - ceil(W/2)``, a sum restarted at the
   window where the second half begins (``W``, the number of windows, is static);
 - ``"last"``: the latest ``w^{(e)}``;
-- ``"ema"``: ``a ← β a + (1-β) w^{(e)}`` started at ``a = w^{(0)}``.
+- ``"ema"``: ``a ← β a + (1-β) w^{(e)}`` started at ``a = w^{(0)}``;
+- ``"linear"`` (AutoScale's ``predictor="linear"``): ``Σ_e c_e log w^{(e)}`` with static
+  coefficients, a least-squares line through the log weights read at a later step
+  (:func:`linear_prediction`).
 
-All four are *exact*: once the ``W``-th window closes (as at the end of AutoScale's phase 1) they
-equal :func:`autoscale_jax.weighting.aggregate_window_weights` of the ``W`` rows, up to float32
-summation order. Read before then, ``"last_half"`` is the mean of the windows closed since
+The first four are *exact*: once the ``W``-th window closes (as at the end of AutoScale's
+phase 1) they equal :func:`autoscale_jax.weighting.aggregate_window_weights` of the ``W`` rows,
+up to float32 summation order; ``"linear"`` is exact then too. Read before then, ``"last_half"`` is the mean of the windows closed since
 ``e₀`` (none yet: the neutral equal weights).
 
 Partial observations. :func:`accumulate` takes an optional task mask: with task sampling or
@@ -135,7 +138,7 @@ class WindowStatistics(NamedTuple):
     observed: jax.Array  # [K] int32: usable samples per task since init (0: never observed)
     windows_closed: jax.Array  # int32: windows whose weights were aggregated
     estimates: jax.Array  # int32: closed windows that had at least one usable sample
-    aggregate: jax.Array  # [K] running aggregate of the closed windows' weights
+    aggregate: jax.Array  # [K] running aggregate of the closed windows' (log, "linear") weights
     aggregated: jax.Array  # int32: windows folded into ``aggregate``
 
 
