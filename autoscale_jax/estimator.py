@@ -20,8 +20,9 @@ running quantity over the closed windows' weights ``w^{(0)} .. w^{(W-1)}``:
 
 The first four are *exact*: once the ``W``-th window closes (as at the end of AutoScale's
 phase 1) they equal :func:`autoscale_jax.weighting.aggregate_window_weights` of the ``W`` rows,
-up to float32 summation order; ``"linear"`` is exact then too. Read before then, ``"last_half"`` is the mean of the windows closed since
-``e₀`` (none yet: the neutral equal weights).
+up to float32 summation order; ``"linear"`` is exact then too. Read before then,
+``"last_half"`` is the mean of the windows closed since ``e₀`` (none yet: the neutral equal
+weights).
 
 Partial observations. :func:`accumulate` takes an optional task mask: with task sampling or
 partial labels only the Gramian entries ``(i, j)`` of tasks seen together and the losses of the

@@ -120,9 +120,10 @@ def phase_one_step(
         ),
         lambda: next_weights,
     )
-    if phase.explorer is not None:
+    explore = phase.explorer
+    if explore is not None:
         weights = jax.lax.cond(
-            usable, lambda: phase.explorer(observed_G, observed_losses), lambda: weights
+            usable, lambda: explore(observed_G, observed_losses), lambda: weights
         )
     snapshot = jax.lax.cond(
         usable,

@@ -137,13 +137,15 @@ _DISCRIMINATING = (
 # The fair suite's recipes, chosen on the single-task baselines with tuning seeds 100-101
 # (benchmarks/recipe_tuning.py over learning rate, β2 and schedule at 1600 steps;
 # docs/benchmarks.md, Recipes, has the tables and the restart control of each).
-_WARMUP_COSINE = {"schedule": "warmup_cosine", "warmup_fraction": 0.05}
+_COSINE = "warmup_cosine"
 _FAIR_RECIPES = {
     "multi_mnist": Recipe(b2=0.99, steps=1600),
     "multi_mnist_sigmoid": Recipe(learning_rate=3e-3, b2=0.99, steps=1600),
     "multi_fashion": Recipe(b2=0.99, steps=1600),
-    "multi_mnist3": Recipe(learning_rate=3e-3, steps=1600, **_WARMUP_COSINE),
-    "multi_fashion3": Recipe(learning_rate=3e-3, b2=0.99, steps=1600, **_WARMUP_COSINE),
+    "multi_mnist3": Recipe(learning_rate=3e-3, schedule=_COSINE, warmup_fraction=0.05, steps=1600),
+    "multi_fashion3": Recipe(
+        learning_rate=3e-3, b2=0.99, schedule=_COSINE, warmup_fraction=0.05, steps=1600
+    ),
 }
 _FAIR = tuple(
     dataclasses.replace(spec, recipe=_FAIR_RECIPES[spec.name]) for spec in _DISCRIMINATING
