@@ -1,6 +1,7 @@
 """Helpers shared by the projection and alignment methods (PCGrad, GradVac, IMTL-G,
-Aligned-MTL): random task orders, coefficient-space gradient surgery and the
-eigendecomposition of a positive semi-definite K×K matrix with a relative cut-off.
+Aligned-MTL): random task orders, coefficient-space gradient surgery, the
+eigendecomposition of a positive semi-definite K×K matrix with a relative cut-off, and
+IMTL-G's weights (also AutoScale's ``explorer="imtl_g"``).
 
 Coefficient space: a modified task gradient that is a linear combination of the originals,
 ``g'_i = Σ_j C_ij g_j``, is tracked by its row ``c_i`` alone, because every quantity the
@@ -16,6 +17,8 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from autoscale_jax import metrics
 
 
 def random_task_orders(key: jax.Array, num_tasks: int) -> jax.Array:
@@ -123,3 +126,53 @@ def kept_inverse_power(eigen: PsdEigen, power: float) -> jax.Array:
     safe = jnp.where(eigen.kept, eigen.eigenvalues, 1.0)
     scale = jnp.where(eigen.kept, safe**-power, 0.0)
     return (eigen.eigenvectors * scale[None, :]) @ eigen.eigenvectors.T
+
+
+def imtl_g_weights(G: jax.Array, rtol: float | None = None) -> jax.Array:
+    """IMTL-G's weights ``α`` from the Gramian.
+
+    The paper's closed form, with ``D = [g_1 - g_2, ..., g_1 - g_K]ᵀ``,
+    ``U = [u_1 - u_2, ..., u_1 - u_K]ᵀ`` and ``u_k = g_k / ||g_k||``,
+
+    .. math:: α_{2:K} = g_1 U^T (D U^T)^{-1}, \\quad α_1 = 1 - \\sum_{k \\ge 2} α_k,
+
+    is the unique ``α`` with ``Σ_k α_k = 1`` whose update ``g = Σ_k α_k g_k`` has equal
+    projections ``<g, u_k>`` on all tasks. It is computed here in unit-gradient coordinates,
+    which is the same solution but symmetric in the tasks: with the cosine matrix
+    ``C_ij = <u_i, u_j>``, ``β = C⁺ 1`` gives ``d = Σ_k β_k u_k`` with ``<d, u_k> = 1`` for all
+    k, and ``α_k = s β_k / ||g_k||`` with ``s`` making ``Σ α = 1``.
+
+    Degenerate cases, all defined: ``C⁺`` is a pseudo-inverse through ``eigh`` that drops
+    eigenvalues below ``rtol · λ_max``, so parallel or identical gradients (where the paper's
+    ``D Uᵀ`` is singular) get the minimum-norm ``β``, which treats the tasks symmetrically
+    (identical gradients get equal weights, parallel ones weights ∝ 1/||g_k||). A zero task
+    gradient has no direction: it is left out of the system and gets weight 0. When
+    ``Σ_k β_k / ||g_k||`` is not positive (beyond ``rtol``) the paper's normalisation would
+    divide by (nearly) zero or flip the update against every task; the weights are then
+    normalised by ``Σ_k |α_k|`` instead. All-zero gradients give zero weights from
+    :func:`imtl_g_weights`; the transformation does not solve an all-zero Gramian: it keeps its
+    previous weights and sets ``gramian_zero`` (the update is 0 either way).
+
+    Args:
+      G: [K, K] Gramian of the task gradients.
+      rtol: relative eigenvalue cut-off of the pseudo-inverse; ``None`` uses
+        ``10 · K · eps`` of the Gramian's dtype.
+
+    Returns:
+      [K] weights ``α`` (at least float32).
+    """
+    G = metrics.at_least_float32(G)
+    num_tasks = G.shape[0]
+    # The cosine matrix of (nearly) parallel gradients is singular up to round-off in its
+    # entries: a 10x safety margin over the rank tolerance keeps that noise out.
+    rtol = default_rtol(num_tasks, G.dtype, factor=10.0) if rtol is None else rtol
+    norms = metrics.task_gradient_norms(G)
+    has_direction = norms > 0
+    inverse_norms = jnp.where(has_direction, 1.0 / jnp.where(has_direction, norms, 1.0), 0.0)
+    cosines = G * inverse_norms[:, None] * inverse_norms[None, :]
+    eigen = psd_eigen(cosines, rtol)
+    unit_coefficients = kept_inverse_power(eigen, 1.0) @ has_direction.astype(G.dtype)
+    raw = unit_coefficients * inverse_norms
+    total, absolute = jnp.sum(raw), jnp.sum(jnp.abs(raw))
+    normaliser = jnp.where(total > rtol * absolute, total, absolute)
+    return raw / jnp.where(normaliser > 0, normaliser, 1.0)

@@ -31,9 +31,9 @@ from autoscale_jax import (
 )
 from autoscale_jax._autoscale_state import AutoScaleState
 from autoscale_jax.methods._partial_labels import masked
+from autoscale_jax.methods._projections import imtl_g_weights
 from autoscale_jax.methods._registry import MethodInfo
 from autoscale_jax.methods._update_paths import Sample, gramian_base
-from autoscale_jax.methods.imtl_g import imtl_g_weights
 
 __all__ = ["EXPLORERS", "AutoScaleState", "autoscale"]
 
