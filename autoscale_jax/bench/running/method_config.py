@@ -26,6 +26,7 @@ __all__ = [
     "PHASE_ONE_VARIANTS",
     "RESTART",
     "SEARCH_METHOD",
+    "SEARCH_VARIANTS",
     "MethodConfig",
     "default_methods",
     "json_options",
@@ -59,8 +60,25 @@ PHASE_ONE_VARIANTS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
         },
     }
 )
+# Searches within 1.3x EW gradient evaluations (issue 17 item 2): the default design's budget
+# cut to one extra run-fifth. ``autoscale_search_lean``: α ∈ {1, 2, 3}, rungs at 5% and 15% of
+# training after phase 1, keeping 2 then 1, no per-task stage (1.25x for K = 2, 1.30x for
+# K = 3); options of :func:`search_options`.
+SEARCH_VARIANTS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {
+        "autoscale_search_lean": {
+            "alphas": (1.0, 2.0, 3.0),
+            "rung_fractions": (0.05, 0.15),
+            "refine": False,
+        },
+    }
+)
 OPT_IN_ROWS = frozenset(
-    (*(f"autoscale_{guide}{NO_RESTART}" for guide in ("gms", "cond", "loss")), *PHASE_ONE_VARIANTS)
+    (
+        *(f"autoscale_{guide}{NO_RESTART}" for guide in ("gms", "cond", "loss")),
+        *PHASE_ONE_VARIANTS,
+        *SEARCH_VARIANTS,
+    )
 )
 # Not a registry method: AutoScale's phase 1, then a validation-guided search
 # (autoscale_jax.search), run by autoscale_jax.bench.running.search_run.
@@ -94,7 +112,14 @@ class MethodConfig(NamedTuple):
 
 
 def search_options(
-    num_tasks: int, steps: int, *, estimation_fraction: float = 0.05, window: int = 10
+    num_tasks: int,
+    steps: int,
+    *,
+    estimation_fraction: float = 0.05,
+    window: int = 10,
+    alphas: tuple[float, ...] = (1.0, 1.5, 2.0, 2.5, 3.0),
+    rung_fractions: tuple[float, float] | None = None,
+    refine: bool = True,
 ) -> dict[str, Any]:
     """The suite's ``autoscale_search`` options for K tasks and a ``steps`` budget.
 
@@ -116,23 +141,26 @@ def search_options(
       steps: the training budget.
       estimation_fraction: phase-1 share of training.
       window: AutoScale's window.
+      alphas: stage 1's exponents.
+      rung_fractions: stage 1's two rungs as shares of training (default above).
+      refine: for K >= 3, run stage 2.
 
     Returns:
       The options of ``MethodConfig("autoscale_search", SEARCH_METHOD, options)``.
     """
     estimation_steps = max(window, round(estimation_fraction * steps))
-    last = 0.25 if num_tasks >= 3 else 0.3
+    first, last = rung_fractions or (0.05, 0.25 if num_tasks >= 3 else 0.3)
     options: dict[str, Any] = {
         "estimation_steps": estimation_steps,
         "guide": "gms",
         "window": window,
         "metric_mask": "shared",
-        "alphas": (1.0, 1.5, 2.0, 2.5, 3.0),
-        "rungs": (max(1, round(0.05 * steps)), max(2, round(last * steps))),
+        "alphas": tuple(alphas),
+        "rungs": (max(1, round(first * steps)), max(2, round(last * steps))),
         "keep": 0.5,
         "fresh_optimizer": True,
     }
-    if num_tasks >= 3:
+    if refine and num_tasks >= 3:
         options["factors"] = (4.0,)
         options["refine_rungs"] = (max(1, round(0.075 * steps)),)
     return options
@@ -147,7 +175,8 @@ def default_methods(
     heads: str = "weighted",
 ) -> list[MethodConfig]:
     """The suite's methods: EW, AutoScale (gms, cond, loss, search; the phase-1 variants of
-    :data:`PHASE_ONE_VARIANTS`), gradient-norm scaling, SMTOs.
+    :data:`PHASE_ONE_VARIANTS` and the searches of :data:`SEARCH_VARIANTS`), gradient-norm
+    scaling, SMTOs.
 
     AutoScale uses ``metric_mask="shared"``, ``estimation_steps = max(window,
     round(estimation_fraction * steps))`` and restarts Adam's moments when phase 1 ends
@@ -196,15 +225,20 @@ def default_methods(
         MethodConfig(label, "autoscale", _phase_one_variant(configs[1].options, steps, variant))
         for label, variant in PHASE_ONE_VARIANTS.items()
     ]
-    configs.append(
+    configs += [
         MethodConfig(
-            SEARCH_METHOD,
+            label,
             SEARCH_METHOD,
             search_options(
-                num_tasks, steps, estimation_fraction=estimation_fraction, window=window
+                num_tasks,
+                steps,
+                estimation_fraction=estimation_fraction,
+                window=window,
+                **variant,
             ),
         )
-    )
+        for label, variant in {SEARCH_METHOD: {}, **SEARCH_VARIANTS}.items()
+    ]
     configs.append(
         MethodConfig(
             "gradient_norm_scaling",

@@ -3,11 +3,13 @@
 import pytest
 
 import autoscale_jax as asj
+from autoscale_jax import search
 from autoscale_jax.bench.running.chunk import resolve_options
 from autoscale_jax.bench.running.method_config import (
     LAST_SHARED_LAYER,
     PHASE_ONE_VARIANTS,
     SEARCH_METHOD,
+    SEARCH_VARIANTS,
     MethodConfig,
     default_methods,
     json_options,
@@ -17,7 +19,7 @@ from autoscale_jax.bench.running.method_config import (
 def test_default_methods_cover_the_registry_and_size_phase_one():
     configs = default_methods(3, 1000)
     labels = [c.label for c in configs]
-    assert labels[:14] == [
+    assert labels[:15] == [
         "ew",
         "autoscale_gms",
         "autoscale_cond",
@@ -31,6 +33,7 @@ def test_default_methods_cover_the_registry_and_size_phase_one():
         "autoscale_gms_p20_imtl_g",
         "autoscale_gms_paper",
         "autoscale_search",
+        "autoscale_search_lean",  # opt-in search within 1.3x
         "gradient_norm_scaling",
     ]
     assert len(set(labels)) == len(labels)
@@ -54,7 +57,7 @@ def test_default_methods_cover_the_registry_and_size_phase_one():
             "total_steps": 1000,
         },
     }
-    # Every registered method runs (and the search, not a registry method); wrappers wrap
+    # Every registered method runs (and the searches, not registry methods); wrappers wrap
     # Nash-MTL.
     names = {c.name for c in configs} - {SEARCH_METHOD}
     assert names | {"fixed_weights"} == set(asj.methods.available())
@@ -125,3 +128,21 @@ def test_the_rows_follow_the_registry_metadata_not_names():
     }
     assert by_name["freeze"].options["estimation_steps"] == 50
     assert "estimation_steps" not in by_name["cr_mogm"].options
+
+
+@pytest.mark.parametrize(("num_tasks", "evaluations"), [(2, 1250), (3, 1300)])
+def test_the_lean_search_costs_at_most_1_3_runs(num_tasks, evaluations):
+    # Hand count, 1000 steps: phase 1 is 50 steps of K gradients; α in {1, 2, 3} train 50
+    # steps, the best two 100 more (keep 0.5); the survivor's 150 are steps of the run, which
+    # goes on to 1000: K * 50 + 3 * 50 + 2 * 100 + (950 - 150).
+    options = {
+        c.label: dict(c.options) for c in default_methods(num_tasks, 1000) if c.name == SEARCH_METHOD
+    }
+    lean = options["autoscale_search_lean"]
+    assert set(options) == {SEARCH_METHOD, *SEARCH_VARIANTS}
+    assert lean["alphas"] == (1.0, 2.0, 3.0) and lean["rungs"] == (50, 150)
+    assert "refine_rungs" not in lean
+    assert ("refine_rungs" in options[SEARCH_METHOD]) == (num_tasks > 2)
+    phase, rungs = lean["estimation_steps"], lean["rungs"]
+    searched = search.search_cost(len(lean["alphas"]), rungs, lean["keep"])
+    assert num_tasks * phase + searched + (1000 - phase - rungs[-1]) == evaluations
