@@ -13,6 +13,7 @@ from autoscale_jax.bench.experiments.suites import FAIR_METHODS, SUITES, find_sp
 from autoscale_jax.bench.running.method_config import (
     OPT_IN_ROWS,
     PHASE_ONE_VARIANTS,
+    SEARCH_VARIANTS,
     default_methods,
 )
 from autoscale_jax.bench.running.recipe import DEFAULT_RECIPE, Recipe
@@ -66,8 +67,9 @@ def test_the_fair_suite_runs_every_row_on_an_equal_footing():
     }
     for fair_spec, spec in zip(fair.benchmarks, SUITES["discriminating"].benchmarks, strict=True):
         assert dataclasses.replace(fair_spec, recipe=spec.recipe) == spec
-    # ... and runs the phase-1 variants (issue 17, item 3) beside today's phase 1.
-    assert set(PHASE_ONE_VARIANTS) <= set(FAIR_METHODS)
+    # ... and runs the phase-1 variants (issue 17, item 3) beside today's phase 1, and the
+    # search within 1.3x beside the full one (item 2).
+    assert set(PHASE_ONE_VARIANTS) | set(SEARCH_VARIANTS) <= set(FAIR_METHODS)
     # Every row but the opt-in comparisons by default; the controls run in every suite.
     default_rows, _, default_controls = _select_methods(default_methods(2, 800), None, "toy")
     assert default_controls == GRID_CONTROLS

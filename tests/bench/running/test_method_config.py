@@ -136,7 +136,9 @@ def test_the_lean_search_costs_at_most_1_3_runs(num_tasks, evaluations):
     # steps, the best two 100 more (keep 0.5); the survivor's 150 are steps of the run, which
     # goes on to 1000: K * 50 + 3 * 50 + 2 * 100 + (950 - 150).
     options = {
-        c.label: dict(c.options) for c in default_methods(num_tasks, 1000) if c.name == SEARCH_METHOD
+        c.label: dict(c.options)
+        for c in default_methods(num_tasks, 1000)
+        if c.name == SEARCH_METHOD
     }
     lean = options["autoscale_search_lean"]
     assert set(options) == {SEARCH_METHOD, *SEARCH_VARIANTS}
