@@ -60,10 +60,10 @@ PHASE_ONE_VARIANTS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
         },
     }
 )
-# Searches within 1.3x EW gradient evaluations (issue 17 item 2): the default design's budget
-# cut to one extra run-fifth. ``autoscale_search_lean``: α ∈ {1, 2, 3}, rungs at 5% and 15% of
-# training after phase 1, keeping 2 then 1, no per-task stage (1.25x for K = 2, 1.30x for
-# K = 3); options of :func:`search_options`.
+# Searches within 1.3x EW gradient evaluations (issue 17 item 2): the default design cut to
+# 0.2 runs of candidate steps beyond the survivor's. ``autoscale_search_lean``: α ∈ {1, 2, 3},
+# rungs at 5% and 15% of training after phase 1, keeping 2 then 1, no per-task stage (1.25x for
+# K = 2, 1.30x for K = 3); options of :func:`search_options`.
 SEARCH_VARIANTS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
         "autoscale_search_lean": {
