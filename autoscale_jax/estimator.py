@@ -63,6 +63,7 @@ from autoscale_jax.weighting import (
     AGGREGATIONS,
     last_half_start,
     linear_prediction_coefficients,
+    window_count,
 )
 
 GUIDE_INPUTS = ("gramian", "losses")
@@ -119,8 +120,7 @@ def linear_prediction(
             f"predictor='linear' fits a line to the windows aggregate selects: 'last_half' or "
             f"'mean', got aggregate={fit!r}."
         )
-    num_windows = -(-estimation_steps // window)
-    first = aggregation(fit, num_windows).first_window
+    first = aggregation(fit, window_count(estimation_steps, window)).first_window
     coefficients = linear_prediction_coefficients(estimation_steps, window, first, target_step)
     return Aggregation("linear", first, coefficients=coefficients)
 

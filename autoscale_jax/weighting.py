@@ -185,6 +185,17 @@ def window_ends(step: jax.Array, window: int, last_step: jax.Array) -> jax.Array
     return ((step + 1) % window == 0) | last_step
 
 
+def window_count(estimation_steps: int, window: int) -> int:
+    """``ceil(T1 / τ)``: the windows of a phase of ``estimation_steps`` steps (the last may be
+    short).
+
+    Example:
+      >>> window_count(25, 10)    # steps 0-9, 10-19, 20-24
+      3
+    """
+    return -(-estimation_steps // window)
+
+
 def last_half_start(num_windows: Any) -> Any:
     """The first of the last ``ceil(n/2)`` of ``n`` windows, ``n - ceil(n/2)``: where
     ``"last_half"`` starts (``n`` a Python int or a traced one).
@@ -249,7 +260,7 @@ def linear_prediction_coefficients(
       >>> linear_prediction_coefficients(20, 10, 0, 29)   # centres 4.5 and 14.5
       (-1.45, 2.45)
     """
-    num_windows = -(-estimation_steps // window)
+    num_windows = window_count(estimation_steps, window)
     starts = np.arange(num_windows) * window
     centres = starts + (np.minimum(starts + window, estimation_steps) - 1 - starts) / 2
     fitted = np.arange(num_windows) >= first_window

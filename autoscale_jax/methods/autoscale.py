@@ -56,11 +56,10 @@ def _prediction(
     predictor: str, aggregate: str, estimation_steps: int, window: int, total_steps: Any
 ) -> estimator.Aggregation:
     """The static aggregation of the window weights that ``predictor`` asks for."""
-    num_windows = -(-estimation_steps // window)
     if predictor == "aggregate":
         if total_steps is not None:
             raise ValueError("total_steps is read by predictor='linear' only.")
-        return estimator.aggregation(aggregate, num_windows)
+        return estimator.aggregation(aggregate, weighting.window_count(estimation_steps, window))
     if predictor != "linear":
         raise ValueError(f"Unknown predictor {predictor!r}; choose one of {weighting.PREDICTORS}.")
     total_steps = checks.check_positive_int("total_steps", total_steps)
