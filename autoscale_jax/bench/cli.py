@@ -2,7 +2,7 @@
 
 Usage::
 
-  autoscale-jax bench [--suite smoke|quick|discriminating|fair|full|real] [--smoke]
+  autoscale-jax bench [--suite smoke|quick|discriminating|fair|full|real|accelerator] [--smoke]
                       [--benchmarks NAME ...]
                       [--methods LABEL ...] [--seeds N] [--first-seed S] [--steps N]
                       [--grid N] [--out DIR] [--resume] [--no-plots]
@@ -23,7 +23,8 @@ budget: tens of steps, one seed, three methods. ``--suite fair`` runs the discri
 benchmarks with every row on an equal footing (5 seeds: the grid and its two control rows, each
 AutoScale guide with and without an optimizer restart, the search, Nash-MTL, FAMO, STCH and
 UPGrad); ``--suite real`` the same rows on the real-data benchmarks (the ``data`` extra,
-``bash .ci/install-data``; a benchmark whose data are absent is skipped with a message). Every
+``bash .ci/install-data``; a benchmark whose data are absent is skipped with a message);
+``--suite accelerator`` runs QM9's graph net on all 130,831 molecules (``qm9_full``). Every
 run of a benchmark trains with its recipe (:class:`~autoscale_jax.bench.running.recipe.Recipe`),
 printed in ``results.md`` and ``results.json``.
 

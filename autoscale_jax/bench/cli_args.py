@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="smoke: CI budget (< 1 min); quick: MultiMNIST (< 10 min on 2 cores); "
         "discriminating: five benchmarks where weighting matters (about an hour); fair: the "
         "same five, 5 seeds, every row on an equal footing; full: + MultiFashion, Yeast-14, "
-        "QM9 with its seven rows (about 45 min); real: ChemML RI, MoleculeACE and QM9 at full "
-        "scale with the fair rows (needs the data extra and an accelerator)",
+        "QM9 with its seven rows (about 45 min); real: ChemML RI, MoleculeACE and all of QM9 "
+        "(Coulomb features) with the fair rows (needs the data extra); accelerator: QM9 with a "
+        "graph net at full scale",
     )
     bench.add_argument("--smoke", action="store_true", help="CI budget (same as --suite smoke)")
     bench.add_argument("--benchmarks", nargs="+", metavar="NAME", help="subset of benchmarks")

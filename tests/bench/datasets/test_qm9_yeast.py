@@ -80,6 +80,23 @@ def test_qm9_another_seed_draws_other_molecules(qm9_data):
     )
 
 
+def test_qm9_features_do_not_depend_on_the_chunk_size(monkeypatch):
+    if not _qm9_available():
+        pytest.skip("pip install qm9pack")
+    pytest.importorskip("pandas")
+    # 300 molecules: one chunk by default, 43 chunks of 7 (the last one short) here.
+    _qm9._qm9_cached.cache_clear()
+    whole = datasets.qm9(num_molecules=300, seed=3)
+    _qm9._qm9_cached.cache_clear()
+    monkeypatch.setattr(_qm9, "_CHUNK", 7)
+    chunked = datasets.qm9(num_molecules=300, seed=3)
+    _qm9._qm9_cached.cache_clear()
+    for name in SPLITS:
+        np.testing.assert_allclose(
+            getattr(chunked, name).inputs, getattr(whole, name).inputs, rtol=1e-6, atol=1e-6
+        )
+
+
 def test_qm9_graph_representation(qm9_data):
     graph = datasets.qm9(num_molecules=2000, seed=0, representation="graph")
     inputs = graph.train.inputs
