@@ -97,6 +97,12 @@ def test_qm9_features_do_not_depend_on_the_chunk_size(monkeypatch):
         )
 
 
+def test_qm9_large_and_qm9_full_take_every_molecule(qm9_data):
+    total = len(_qm9._qm9_table(_qm9._qm9pack_data_dir()).targets)
+    for name in ("qm9_large", "qm9_full"):
+        assert datasets.BENCHMARKS[name].dataset_options["num_molecules"] == total == 130_831
+
+
 def test_qm9_graph_representation(qm9_data):
     graph = datasets.qm9(num_molecules=2000, seed=0, representation="graph")
     inputs = graph.train.inputs
