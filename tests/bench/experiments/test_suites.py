@@ -22,10 +22,15 @@ from autoscale_jax.bench.running.recipe import DEFAULT_RECIPE, Recipe
 def test_every_benchmark_has_a_recipe_and_the_suites_keep_constant_adam():
     specs = [spec for suite in SUITES.values() for spec in suite.benchmarks]
     assert all(isinstance(spec.recipe, Recipe) for spec in specs)
-    # The measured suites keep the recipe their results were measured with (the fair suite's
-    # tuned recipes are checked below).
+    # The measured suites keep the recipe their results were measured with; the fair suite's
+    # tuned recipes are checked below, the real suite's tuned ones here.
+    tuned = {spec.name: spec.recipe for spec in SUITES["real"].benchmarks}
+    assert tuned["chemml_ri"] == Recipe(steps=6000)
+    assert tuned["chemml_ri_standardised"] == Recipe(
+        learning_rate=3e-3, schedule="warmup_cosine", warmup_fraction=0.05, steps=3200
+    )
     for spec in specs:
-        if spec in SUITES["fair"].benchmarks:
+        if spec in SUITES["fair"].benchmarks or spec.name == "chemml_ri_standardised":
             continue
         assert (spec.recipe.learning_rate, spec.recipe.b2, spec.recipe.schedule) == (
             DEFAULT_RECIPE.learning_rate,
