@@ -10,6 +10,7 @@ dataset needs no test of its own to be checked here. The registry's own errors (
 without ``DATASET``, a name declared twice, ...) are in tests/bad_inputs/test_bad_bench_datasets.py.
 """
 
+import importlib.machinery
 import importlib.util
 import inspect
 import re
@@ -65,16 +66,23 @@ def test_every_dataset_is_exported_under_its_name_and_unknown_names_fail():
 def test_a_missing_package_is_an_import_error_naming_the_install_step(name, monkeypatch):
     info = datasets.DATASETS[name]
     real = importlib.util.find_spec
-    gone = info.packages[-1]
+    absent = {info.packages[-1]}
 
     def find_spec(module, *args, **kwargs):
-        return None if module.split(".")[0] == gone else real(module, *args, **kwargs)
+        # The declared packages are present or absent as the test says, whatever this machine
+        # has installed (a fresh machine has none of them).
+        top = module.split(".")[0]
+        if top in info.packages:
+            return None if top in absent else importlib.machinery.ModuleSpec(top, None)
+        return real(module, *args, **kwargs)
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
-    message = f"{name} needs {gone}: {info.install}"
+    message = f"{name} needs {info.packages[-1]}: {info.install}"
     assert datasets.missing_data(info) == message
     with pytest.raises(ImportError, match=f"^{re.escape(message)}$"):
         datasets.load(name)
+    absent = set(info.packages)  # every one missing: named in the declared order
+    assert datasets.missing_data(info) == f"{name} needs {', '.join(info.packages)}: {info.install}"
 
 
 def test_a_missing_data_folder_is_named_with_its_install_step(tmp_path):
