@@ -13,7 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 MAIN_COMMAND = (
     'pip install -e ".[bench]" && autoscale-jax bench            # the main job: quick benchmark '
-    "suite on embedded data (< 10 min, 2 CPU cores)"
+    "suite on embedded data (~10 min, 2 CPU cores)"
 )
 TEST_COMMAND = 'pip install -e ".[test,bench]" && python -m pytest -q -n auto  # the tests'
 
