@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--suite",
         choices=sorted(SUITES),
         default="quick",
-        help="smoke: CI budget (< 1 min); quick: MultiMNIST (< 10 min on 2 cores); "
+        help="smoke: CI budget (< 1 min); quick: MultiMNIST (~10 min on 2 cores); "
         "discriminating: five benchmarks where weighting matters (about an hour); fair: the "
         "same five, 5 seeds, every row on an equal footing; full: + MultiFashion, Yeast-14, "
         "QM9 with its seven rows (about 45 min); real: ChemML RI, MoleculeACE and all of QM9 "
